@@ -14,7 +14,7 @@ from collections.abc import Sequence
 #: sub-command -> (module under quantlab.commands or tui, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tui.launch:demo", "build (once) and start the local BF16 + Q4_0 pair, open the TUI"),
-    "ask": ("quantlab.commands.ask", "send one prompt to all endpoints at once, print side by side"),
+    "ask": ("quantlab.commands.ask", "send one prompt to all endpoints at once"),
     "run": ("quantlab.commands.run", "headless suite run with a progress bar, into a session file"),
     "report": ("quantlab.commands.report", "export a session: md | longctx | brief | csv | json"),
     "detect": ("quantlab.commands.detect", "run the failure detectors over recorded outputs"),
@@ -38,7 +38,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help="quantlab.toml (default: ./quantlab.toml)")
 
 
-def _resolve(target: str):  # noqa: ANN202 - returns a module or a callable
+def _resolve(target: str) -> object:
     mod_name, _, attr = target.partition(":")
     mod = importlib.import_module(mod_name)
     return getattr(mod, attr) if attr else mod

@@ -282,3 +282,79 @@ class Exchange:
             suite=d.get("suite"),
             meta=d.get("meta") or {},
         )
+
+
+@dataclass(slots=True)
+class Fact:
+    """A fact planted in a long context and asked back; recalled when ``value`` appears in
+    the answer (normalized). ``depth`` is where it sits, 0.0 = start, 1.0 = end."""
+
+    key: str
+    value: str
+    depth: float = 0.5
+    aliases: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fact:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+@dataclass(slots=True)
+class Case:
+    """One test case of a suite: messages + params + optional checks.
+
+    ``messages`` is the whole list sent (system, history, final user turn last).
+    Checks: ``expect`` (expected answer: a number or a text that must be contained),
+    ``expect_regex`` (a regex the answer must match), ``facts`` (planted facts to recall),
+    ``format`` ("json" | "one_line" | "yes_no" | "number" | None). ``group`` sorts cases for
+    reports (e.g. "calibration", "ood:code", "ood:math", "1K").
+    """
+
+    id: str
+    messages: list[dict[str, str]]
+    params: SamplingParams | None = None
+    expect: str | None = None
+    expect_regex: str | None = None
+    facts: list[Fact] = field(default_factory=list)
+    format: str | None = None
+    group: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        """The final user turn: what a person would call the prompt."""
+        for m in reversed(self.messages):
+            if m.get("role") == "user":
+                return m.get("content", "")
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "messages": self.messages,
+            "params": self.params.to_dict() if self.params else None,
+            "expect": self.expect,
+            "expect_regex": self.expect_regex,
+            "facts": [f.to_dict() for f in self.facts],
+            "format": self.format,
+            "group": self.group,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Case:
+        return cls(
+            id=str(d["id"]),
+            messages=list(d["messages"]),
+            params=SamplingParams.from_dict(d["params"]) if d.get("params") else None,
+            expect=None if d.get("expect") is None else str(d["expect"]),
+            expect_regex=d.get("expect_regex"),
+            facts=[Fact.from_dict(f) for f in d.get("facts") or []],
+            format=d.get("format"),
+            group=d.get("group"),
+            meta=d.get("meta") or {},
+        )
