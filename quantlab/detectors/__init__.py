@@ -1,0 +1,77 @@
+"""Automatic failure detectors: one lane's answer in, a list of Findings out.
+
+Each detector is a module with a ``NAME`` and a ``check(ctx) -> Finding | None``; its
+definition and thresholds are in its docstring and named constants (docs/detectors.md
+collects them). Detectors never raise on odd text: an answer is data, whatever it holds.
+
+    >>> from quantlab.detectors import detect
+    >>> [f.detector for f in detect("Paris Paris Paris Paris Paris Paris")]
+    ['repetition', 'collapse']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quantlab.detectors import (
+    answer_format,
+    collapse,
+    divergence,
+    expected_answer,
+    fact_recall,
+    language_switch,
+    repetition,
+    truncation,
+)
+from quantlab.detectors.context import Context
+from quantlab.records import Case, Finding
+
+#: Detector name -> check function, in the order findings are reported.
+DETECTORS: dict[str, Callable[[Context], Finding | None]] = {
+    repetition.NAME: repetition.check,
+    collapse.NAME: collapse.check,
+    truncation.NAME: truncation.check,
+    fact_recall.NAME: fact_recall.check,
+    expected_answer.NAME: expected_answer.check,
+    answer_format.NAME: answer_format.check,
+    divergence.NAME: divergence.check,
+    language_switch.NAME: language_switch.check,
+}
+
+__all__ = ["DETECTORS", "Context", "Finding", "detect"]
+
+
+def detect(
+    text: str,
+    *,
+    case: Case | None = None,
+    reference: str | None = None,
+    finish_reason: str | None = None,
+    lane: str = "",
+    prompt: str | None = None,
+    max_tokens: int | None = None,
+    only: tuple[str, ...] | None = None,
+) -> list[Finding]:
+    """Run every detector (or those named in ``only``) on one lane's answer.
+
+    ``case`` supplies the checks (expect, expect_regex, facts, format) and, unless given
+    explicitly, the prompt and max_tokens. ``reference`` is the reference lane's text:
+    pass it for candidate lanes only (divergence compares against it). ``finish_reason``
+    is the server's ("length" means capped at max_tokens).
+    """
+    ctx = Context(
+        text=text or "",
+        case=case,
+        reference=reference,
+        finish_reason=finish_reason,
+        lane=lane,
+        prompt=prompt,
+        max_tokens=max_tokens,
+    )
+    names = DETECTORS if only is None else [n for n in DETECTORS if n in only]
+    findings = []
+    for name in names:
+        found = DETECTORS[name](ctx)
+        if found is not None:
+            findings.append(found)
+    return findings
