@@ -12,7 +12,8 @@ special tokens ("<|im_end|>", "<0x0A>"). Checks, in order (the first that applie
   SINGLE_CHAR_MIN_COPIES times ("1111111111") → fail (score 1);
 * garbage: U+FFFD, control (except tab/newline), private-use, unassigned or surrogate code
   points, invisible format characters, and leaked special tokens; share of the answer's
-  characters ≥ GARBAGE_FAIL → fail, ≥ GARBAGE_WARN (or any leaked special token) → warn;
+  characters ≥ GARBAGE_FAIL (from at least GARBAGE_MIN_CHARS junk characters or tokens)
+  → fail, ≥ GARBAGE_WARN (or any leaked special token) → warn;
 * symbol soup: at least SOUP_MIN_CHARS visible characters of which less than SOUP_MAX_ALNUM
   are letters or digits → warn (skipped when the prompt asks for emoji or symbols).
 
@@ -87,7 +88,8 @@ def check(ctx: Context) -> Finding | None:
     junk_chars = len(junk) + sum(m.end() - m.start() for m in specials)
     share = junk_chars / len(text)
     if specials or (junk_chars >= GARBAGE_MIN_CHARS and share >= GARBAGE_WARN):
-        severity = "fail" if share >= GARBAGE_FAIL else "warn"
+        items = len(junk) + len(specials)  # one leaked end token is a template slip: warn
+        severity = "fail" if share >= GARBAGE_FAIL and items >= GARBAGE_MIN_CHARS else "warn"
         parts = [f"{share:.0%} junk characters"]
         if junk:
             kinds = sorted({unicodedata.name(text[i], f"U+{ord(text[i]):04X}") for i in junk})

@@ -44,7 +44,10 @@ STOPWORDS: dict[str, frozenset[str]] = {
         "the a an and is are was were be been of to in that it its with for as on at this "
         "these those by not or have has had which who whom whose what when where why how "
         "you your we our they their them he she his her i my me from can will would should "
-        "there if than then into about do does did but so all any some no yes"
+        "there if than then into about do does did but so all any some no yes "
+        # Instruction words: short English prompts ("Explain how X works.") have few
+        # function words, and these are English-only.
+        "explain describe write give tell please answer translate summarize"
     ),
     "fr": _w(
         "le la les des est et un une du que qui dans pour pas sur au aux avec ce cette ces "

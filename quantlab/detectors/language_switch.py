@@ -12,8 +12,9 @@ Method (no language model, just Unicode blocks and function words — language_d
    it, pt, nl) — only when that score is at least LANG_MIN_SCORE, LANG_MARGIN times the
    runner-up and LANG_MIN_DENSITY of the chunk's words; otherwise "Latin, unknown".
 3. Allowed: every language of a prompt chunk, plus languages the prompt names ("translate
-   into French", "en español"). Without a prompt (or one with no letters) the answer's
-   first chunk sets the baseline and the verdict is at most warn.
+   into French", "en español"). Without a prompt (or one with no letters, or a Latin-script
+   one too short to tell its language) the answer's first chunk sets the baseline and the
+   verdict is at most warn.
 4. A chunk is switched when its script is not allowed, or when it is a known Latin language
    and the prompt's Latin language is known and different.
 
@@ -247,6 +248,15 @@ def check(ctx: Context) -> Finding | None:
         if first is None:
             return None
         allowed = {first} | allowed
+    latin_unknown = "latin" in prompt_langs and not prompt_langs & STOPWORDS.keys()
+    if from_prompt and latin_unknown:
+        # A short Latin-script prompt whose language cannot be told: the answer's first
+        # chunk stands in for it (a switch from the first word on goes unseen).
+        first = next((c.language for c in answer if c.language), None)
+        if first in STOPWORDS:
+            allowed = (allowed - {"latin"}) | {first}
+            prompt_langs = {first}
+            from_prompt = False
     switched = [c for c in answer if c.language and not _compatible(c.language, allowed)]
     moved = sum(c.letters for c in switched)
     share = moved / total

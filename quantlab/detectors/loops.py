@@ -63,7 +63,7 @@ def seq_rep(keys: list[str], n: int = NGRAM) -> float:
 
 def compression_ratio(text: str) -> float:
     """len(bytes) / len(zlib(bytes)): Whisper treats > 2.4 as a repetitive segment."""
-    data = text.encode("utf-8")
+    data = text.encode("utf-8", "surrogatepass")
     if not data:
         return 0.0
     return len(data) / len(zlib.compress(data))

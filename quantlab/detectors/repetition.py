@@ -126,7 +126,7 @@ def check(ctx: Context) -> Finding | None:
         evidence = f"answer repeats itself when cut: {_describe(ctx, loop)}; {stats}"
     else:
         ngrams = len(keys) - 3
-        bytes_len = len(text.encode("utf-8"))
+        bytes_len = len(text.encode("utf-8", "surrogatepass"))
         run = find_number_run(ctx.tokens) if ctx.capped else None
         if (rep4 >= SEQ_REP_WARN and ngrams >= SEQ_REP_MIN_NGRAMS) or (
             ratio >= COMPRESSION_WARN and bytes_len >= COMPRESSION_MIN_BYTES
