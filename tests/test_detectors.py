@@ -264,6 +264,10 @@ def test_fact_recall_needs_exact_values() -> None:
         ("首都是北京。", "北京"),
         ("Yes, the Sun is a star.", "yes"),
         ("False. The Earth is round.", "false"),
+        ("There is no way ice is warmer; yes, it is colder.", "yes"),
+        ("No doubt about it: the answer is yes.", "yes"),
+        ("No fish can breathe air like we do.", "no"),
+        ("Pi is about 3.14159.", "3.14"),
     ],
 )
 def test_expected_answer_passes_right_answers(text: str, expect: str) -> None:
@@ -280,6 +284,8 @@ def test_expected_answer_passes_right_answers(text: str, expect: str) -> None:
         ("The capital of France is Lyon.", "Paris", "fail", "'Paris' not in the answer"),
         ("No, the Sun is not a star.", "yes", "fail", "answers 'no'"),
         ("The Sun is indeed a star.", "yes", "warn", "neither"),
+        ("No, no. The answer is yes.", "yes", "warn", "contradicts itself"),
+        ("It is about 7.5.", "8", "fail", "final number 7.5"),
     ],
 )
 def test_expected_answer_fires_on_missing_or_contradicted(
@@ -445,6 +451,20 @@ def test_language_switch_whole_answer_in_another_script() -> None:
     assert "Chinese" in f.evidence
     g = run("language_switch", FLUENT, prompt="光合作用是如何进行的？请详细解释。")
     assert g is not None and g.severity == "fail"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "¿Cómo funciona la fotosíntesis? Explícalo brevemente.",
+        "Wie funktioniert die Photosynthese? Erkläre es kurz.",
+        "Come funziona la fotosintesi? Spiegalo in breve.",
+    ],
+)
+def test_language_switch_short_prompts_still_have_a_language(prompt: str) -> None:
+    f = run("language_switch", FLUENT, prompt=prompt)
+    assert f is not None and f.severity == "fail"
+    assert "English" in f.evidence
 
 
 def test_language_switch_without_prompt_compares_with_the_answers_start() -> None:

@@ -10,8 +10,13 @@
     expected number does appear elsewhere in the answer (and not only as an echo of a
     number in the prompt) and no explicit marker names the other number, because "last
     number" is a heuristic.
-* ``case.expect`` "yes"/"no"/"true"/"false" is a verdict: the first yes/no (true/false)
-  word of the answer must equal it; the opposite word → fail; neither word → warn.
+* ``case.expect`` "yes"/"no"/"true"/"false" is a verdict, looked for after "the answer
+  is", else as the first word standing before punctuation ("No, …"), else as the first
+  such word anywhere ("…, so yes."; "no doubt" does not count), else as the first word; it
+  must equal the expectation: the opposite → fail; none found, or a leading "No," undone
+  by a later "the answer is yes" → warn.
+* a numeric ``case.expect`` written with decimals accepts answers that round to it
+  ("3.14" accepts 3.14159); an integer one needs the exact value.
 * any other ``case.expect`` must be contained in the answer as whole words, normalized
   (case, accents, punctuation, thousands separators) → else fail.
 * ``case.expect_regex`` must match (``re.search``, as written: add ``(?i)`` for case
@@ -35,21 +40,38 @@ from quantlab.records import Finding, Severity
 NAME = "expected_answer"
 
 _VERDICTS = {"yes": "no", "no": "yes", "true": "false", "false": "true"}
-_VERDICT_WORD = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+# Where the verdict is, in order: after "the answer is"; the first word, standing before
+# punctuation or the end ("No, …"); the first yes/no/true/false so standing anywhere (not
+# "no doubt"); the first word however it goes on ("No fish can…").
+_STANDS = r"\b(?=\s*(?:[.,!;:)\n—*]|$))"
+_MARKED_VERDICT = re.compile(r"\banswer\s*(?:is|:)\W*(yes|no|true|false)\b", re.IGNORECASE)
+_LEADING_VERDICT = re.compile(rf"[\W_]*(yes|no|true|false){_STANDS}", re.IGNORECASE)
+_VERDICT_WORD = re.compile(rf"\b(yes|no|true|false){_STANDS}", re.IGNORECASE)
+_LEADING_WORD = re.compile(r"[\W_]*(yes|no|true|false)\b", re.IGNORECASE)
 
 
 def _fmt(value: float) -> str:
     return f"{value:g}" if abs(value) < 1e15 else str(value)
 
 
+def _matches(value: float, expected: float, decimals: int) -> bool:
+    """Equal, or — when the expected answer is written with decimals — equal once rounded
+    to that many decimals ("3.14" accepts 3.14159; "8" does not accept 7.5)."""
+    if same_number(value, expected):
+        return True
+    return decimals > 0 and same_number(round(value, decimals), expected)
+
+
 def _check_number(ctx: Context, expected: float, expect: str) -> tuple[Severity, str] | None:
+    frac = re.search(r"\.(\d+)", expect)
+    decimals = len(frac.group(1)) if frac else 0
     final = final_number(ctx.text, truncated=ctx.capped)
-    if final is not None and same_number(final.number.value, expected):
+    if final is not None and _matches(final.number.value, expected, decimals):
         return None
     loop = ctx.loop
     if loop is not None and loop.repeats >= 2:
         in_loop = [n for n in find_numbers(ctx.text) if loop.start <= n.start < loop.end]
-        if any(same_number(n.value, expected) for n in in_loop):
+        if any(_matches(n.value, expected, decimals) for n in in_loop):
             return None  # a loop repeating the right answer: repetition reports it
     if final is None:
         cut = " (the answer was capped at max_tokens)" if ctx.capped else ""
@@ -58,7 +80,7 @@ def _check_number(ctx: Context, expected: float, expect: str) -> tuple[Severity,
     elsewhere = [
         n
         for n in find_numbers(ctx.text)
-        if same_number(n.value, expected)
+        if _matches(n.value, expected, decimals)
         and not any(same_number(n.value, p) for p in prompt_values)
     ]
     got = final.number
@@ -72,14 +94,24 @@ def _check_number(ctx: Context, expected: float, expect: str) -> tuple[Severity,
 
 
 def _check_verdict(ctx: Context, expected: str) -> tuple[Severity, str] | None:
-    m = _VERDICT_WORD.search(ctx.text)
+    text = ctx.text
+    m = (
+        _MARKED_VERDICT.search(text)
+        or _LEADING_VERDICT.match(text)
+        or _VERDICT_WORD.search(text)
+        or _LEADING_WORD.match(text)
+    )
     if m is None:
         opposite = _VERDICTS[expected]
         return "warn", f"neither {expected!r} nor {opposite!r} in the answer"
     said = m.group(1).lower()
     if said == expected:
+        lead = _LEADING_VERDICT.match(text)
+        if lead and lead.group(1).lower() == _VERDICTS[expected]:
+            first = lead.group(1).lower()
+            return "warn", f"contradicts itself: starts with {first!r}, then says {said!r}"
         return None
-    return "fail", f"answers {said!r} (char {m.start()}), expected {expected!r}"
+    return "fail", f"answers {said!r} (char {m.start(1)}), expected {expected!r}"
 
 
 def _check_text(ctx: Context, expect: str) -> tuple[Severity, str] | None:

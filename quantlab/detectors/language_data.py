@@ -52,32 +52,60 @@ STOPWORDS: dict[str, frozenset[str]] = {
     "fr": _w(
         "le la les des est et un une du que qui dans pour pas sur au aux avec ce cette ces "
         "il elle ils elles sont en de ne nous vous je tu mais où très son sa ses leur être "
-        "avoir fait comme plus par se lui y"
+        "avoir fait comme plus par se lui y "
+        "comment quel quelle quels pourquoi explique écris réponds donne décris"
     ),
     "es": _w(
         "el la los las es y un una unos que del en por para con no se su sus al lo como más "
         "pero está están son de muy también yo tu él ella nosotros ser hay fue este esta "
-        "entre cuando sin sobre"
+        "entre cuando sin sobre "
+        "cómo qué cuál cuáles dónde explica explícalo escribe dime responde describe"
     ),
     "de": _w(
         "der die das und ist nicht ein eine einen einem zu den von mit sich des auf für im "
         "dem auch es sind wir ich sie wie oder aber du er ihr hat haben wird werden wenn "
-        "noch nach bei aus um sein war"
+        "noch nach bei aus um sein war "
+        "welche welcher warum erkläre erklär schreibe antworte beschreibe gib"
     ),
     "it": _w(
         "il la le di che è e un una uno per non con del della dei delle sono si gli lo in "
         "da al alla come anche ma più nel nella questo questa io tu lui lei noi essere ha "
-        "hanno perché"
+        "hanno perché "
+        "come quale quali dove spiega spiegalo scrivi rispondi descrivi dimmi"
     ),
     "pt": _w(
         "o a os as de que e é do da em um uma para com não no na nos nas se por mais dos "
-        "das como mas ao à eu você ele ela nós ser está são foi tem isso este esta muito"
+        "das como mas ao à eu você ele ela nós ser está são foi tem isso este esta muito "
+        "qual quais onde explique escreva responda descreva"
     ),
     "nl": _w(
         "de het een en van is dat niet op te zijn voor met die aan er ook als maar bij naar "
-        "wordt ik je jij hij zij wij we hun was heeft hebben dit deze wat om of"
+        "wordt ik je jij hij zij wij we hun was heeft hebben dit deze wat om of "
+        "hoe welke waarom leg uit schrijf beschrijf antwoord geef"
     ),
 }
+
+#: Letters and marks only some Latin-script languages use: each occurrence adds this
+#: weight, split between the languages listed (a short prompt has few function words).
+DIACRITICS: dict[str, tuple[str, ...]] = {
+    "¿": ("es",),
+    "¡": ("es",),
+    "ñ": ("es",),
+    "ã": ("pt",),
+    "õ": ("pt",),
+    "ç": ("fr", "pt"),
+    "œ": ("fr",),
+    "ê": ("fr", "pt"),
+    "è": ("fr", "it"),
+    "ù": ("fr", "it"),
+    "ò": ("it",),
+    "ì": ("it",),
+    "ß": ("de",),
+    "ä": ("de",),
+    "ö": ("de",),
+    "ü": ("de",),
+}
+DIACRITIC_WEIGHT = 0.5
 
 #: Words naming a language (any case, accents optional) -> the language code they allow.
 LANGUAGE_NAMES: dict[str, str] = {

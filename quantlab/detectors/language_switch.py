@@ -6,11 +6,12 @@ Method (no language model, just Unicode blocks and function words — language_d
    language's answer).
 2. The prompt and the answer are cut into chunks of whole sentences or lines of at least
    CHUNK_MIN_CHARS characters (about 20 words: function-word statistics need that many).
-   Each chunk gets a language: its majority script
-   (Cyrillic, Arabic, Han, Japanese when kana make up KANA_SHARE of its CJK letters, …),
-   and for Latin script the language whose function words score highest (en, fr, es, de,
-   it, pt, nl) — only when that score is at least LANG_MIN_SCORE, LANG_MARGIN times the
-   runner-up and LANG_MIN_DENSITY of the chunk's words; otherwise "Latin, unknown".
+   Each chunk gets a language: its majority script (Cyrillic, Arabic, Han, Japanese when
+   kana make up KANA_SHARE of its CJK letters, …), and for Latin script the language whose
+   function words (plus language-specific letters such as "ñ", "ß", "ã") score highest
+   (en, fr, es, de, it, pt, nl) — only when that score is at least LANG_MIN_SCORE,
+   LANG_MARGIN times the runner-up and LANG_MIN_DENSITY of the chunk's words; otherwise
+   "Latin, unknown".
 3. Allowed: every language of a prompt chunk, plus languages the prompt names ("translate
    into French", "en español"). Without a prompt (or one with no letters, or a Latin-script
    one too short to tell its language) the answer's first chunk sets the baseline and the
@@ -36,6 +37,8 @@ from itertools import combinations
 from quantlab.detectors.context import Context
 from quantlab.detectors.language_data import (
     COMPATIBLE_SCRIPTS,
+    DIACRITIC_WEIGHT,
+    DIACRITICS,
     LABELS,
     LANGUAGE_NAMES,
     SCRIPT_OF,
@@ -101,6 +104,12 @@ def latin_language(text: str) -> str | None:
     for w in counts.keys() & _WEIGHTS.keys():
         for lang, weight in _WEIGHTS[w].items():
             scores[lang] = scores.get(lang, 0.0) + weight * counts[w]
+    if not text.isascii():
+        for mark, langs in DIACRITICS.items():
+            n = text.count(mark)
+            if n:
+                for lang in langs:
+                    scores[lang] = scores.get(lang, 0.0) + n * DIACRITIC_WEIGHT / len(langs)
     if not scores:
         return None
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
