@@ -52,6 +52,11 @@ class Endpoint:
     max_context: int | None = None
     quantization: str | None = None
     pid: int | None = None  # set when quantlab started the server itself
+    # Set by LaneClient.discover(): "ok" | "down" | "error" (None: not asked yet), and why.
+    status: str | None = None
+    status_detail: str | None = None
+    slots: int | None = None  # llama.cpp /props total_slots (parallel requests served)
+    model_path: str | None = None  # llama.cpp /props model_path
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize without secrets: only the *name* of the key's variable is kept."""
