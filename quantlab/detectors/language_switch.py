@@ -23,7 +23,7 @@ Verdict: switched letters ≥ SWITCH_MIN_LETTERS and ≥ SWITCH_WARN_SHARE of th
 letters → warn; ≥ SWITCH_FAIL_SHARE → fail (the answer is in another language). Separately,
 a word mixing letters of two unrelated scripts ("Понرёх": Cyrillic with an Arabic letter) is
 not written by any fluent model and → warn. Score: the share of the answer's letters that
-switched.
+switched (or that sit in mixed-script words, when that is larger).
 """
 
 from __future__ import annotations
@@ -286,6 +286,7 @@ def check(ctx: Context) -> Finding | None:
         )
     if mixed:
         severity = severity or "warn"
+        share = max(share, sum(len(w) for w in mixed) / total)
         shown = ", ".join(repr(w) for w in mixed[:MAX_MIXED_SHOWN])
         parts.append(f"{len(mixed)} word(s) mixing scripts: {shown}")
     if severity is None:
