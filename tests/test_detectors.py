@@ -70,6 +70,16 @@ def test_clean_answer_has_no_findings() -> None:
     assert detect(FLUENT, prompt="Explain how photosynthesis works.", finish_reason="stop") == []
 
 
+GOOD = json.loads((Path(__file__).parent / "data" / "good_answers.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("item", GOOD, ids=[g["id"] for g in GOOD])
+def test_well_formed_answers_raise_nothing(item: dict) -> None:
+    """Handwritten answers in the style of a capable model (markdown, tables, code, maths,
+    CJK, Cyrillic, a refrain, layout rules): none is a failure, so nothing may fire."""
+    assert detect(item["text"], prompt=item["prompt"], finish_reason="stop") == []
+
+
 def test_odd_text_never_raises() -> None:
     for text in ["\ud800 lone surrogate", "\x00\x01\x02", "🌱" * 3, "a" * 5000, "\n" * 100]:
         detect(text, case=case(expect="4", format="json"), reference="x", finish_reason="length")
@@ -112,6 +122,12 @@ def test_repetition_quiet_on_fluent_and_mildly_repetitive_text() -> None:
 def test_repetition_quiet_on_a_table_whose_numbers_vary() -> None:
     text = "\n".join(f"7 x {i} = {7 * i}" for i in range(1, 13))
     assert run("repetition", text, finish_reason="stop") is None
+
+
+def test_repetition_identical_markup_lines_are_only_suspicious() -> None:
+    text = "<table>\n" + "  <tr><td></td><td></td><td></td></tr>\n" * 3 + "</table>"
+    f = run("repetition", text, prompt="An HTML table with 3 empty rows.", finish_reason="stop")
+    assert f is not None and f.severity == "warn"
 
 
 def test_repetition_sees_a_loop_that_differs_only_in_list_numbers() -> None:

@@ -53,12 +53,19 @@ class Loop:
 
 
 def seq_rep(keys: list[str], n: int = NGRAM) -> float:
-    """seq-rep-n: 1 - distinct n-grams / total n-grams (0 = no n-gram repeats)."""
-    total = len(keys) - n + 1
-    if total <= 0:
+    """seq-rep-n: 1 - distinct n-grams / total n-grams (0 = no n-gram repeats), over the
+    n-grams holding at least one word: a "-----" rule or "=====" underline is layout, not
+    repetition."""
+    grams = [
+        g for g in zip(*(keys[i:] for i in range(n)), strict=False) if any(_is_word(k) for k in g)
+    ]
+    if not grams:
         return 0.0
-    distinct = len(set(zip(*(keys[i:] for i in range(n)), strict=False)))
-    return 1.0 - distinct / total
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def _is_word(key: str) -> bool:
+    return key[:1].isalnum()
 
 
 def compression_ratio(text: str) -> float:

@@ -13,8 +13,10 @@ Verdict, tuned on the local BF16/Q4_0 pair (tests/data/pair_outputs.jsonl):
   _REPEATS for a unit of LONG_UNIT_TOKENS tokens or more: a sentence said twice in a row is
   already a loop) covering at least LOOP_MIN_CHARS characters (PUNCT_LOOP_MIN_CHARS when
   the unit holds no letter or digit, so markdown rules "-----" and table borders pass);
-* fail when the loop has LOOP_FAIL_REPEATS copies or more, covers LOOP_FAIL_SHARE of the
-  answer, or was still going when the answer hit max_tokens; warn otherwise;
+* fail when the loop has LOOP_FAIL_REPEATS copies or more, or was still going when the
+  answer hit max_tokens, or covers LOOP_FAIL_SHARE of an answer that was capped; warn
+  otherwise (a few identical lines of markup in an answer that ended by itself are
+  suspicious, not damning);
 * warn when a capped answer ends in a partial repeat of a long passage (TAIL_MIN_REPEATS
   copies, TAIL_MIN_CHARS repeated characters): "A B A" cut by max_tokens;
 * warn when there is no loop but the answer is repetitive overall: seq-rep-4 of at least
@@ -113,10 +115,8 @@ def check(ctx: Context) -> Finding | None:
     if loop is not None and _is_loop(loop):
         share = loop.chars / len(text)
         score = max(share, rep4)
-        fail = (
-            loop.repeats >= LOOP_FAIL_REPEATS
-            or share >= LOOP_FAIL_SHARE
-            or (ctx.capped and _runs_to_end(text, loop))
+        fail = loop.repeats >= LOOP_FAIL_REPEATS or (
+            ctx.capped and (share >= LOOP_FAIL_SHARE or _runs_to_end(text, loop))
         )
         severity = "fail" if fail else "warn"
         evidence = f"{_describe(ctx, loop)}; {stats}"
