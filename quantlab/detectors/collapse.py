@@ -47,20 +47,24 @@ SPECIAL_TOKEN = re.compile(
 )
 _JUNK_CATEGORIES = frozenset({"Cc", "Co", "Cn", "Cs"})
 _ALLOWED_FORMAT = frozenset("\u200c\u200d\u00ad")  # ZWNJ/ZWJ (scripts, emoji), soft hyphen
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ALNUM_RUNS = re.compile(r"[^\W_]+")
 _ASKS_SYMBOLS = re.compile(r"emoji|emoticon|symbol|ascii art|punctuation", re.IGNORECASE)
 
 
+def _is_junk(c: str) -> bool:
+    cat = unicodedata.category(c)
+    return c == "\ufffd" or cat in _JUNK_CATEGORIES or (cat == "Cf" and c not in _ALLOWED_FORMAT)
+
+
 def _junk_positions(text: str) -> list[int]:
-    """Offsets of junk characters (see module docstring), ASCII fast path first."""
+    """Offsets of junk characters (see module docstring). Each distinct non-ASCII character
+    is classified once, so a long CJK answer costs what a short one does."""
     found = [m.start() for m in _ASCII_CONTROL.finditer(text)]
-    for m in _NON_ASCII.finditer(text):
-        c = m.group()
-        cat = unicodedata.category(c)
-        if c == "\ufffd" or cat in _JUNK_CATEGORIES or (cat == "Cf" and c not in _ALLOWED_FORMAT):
-            found.append(m.start())
+    if not text.isascii():
+        junk = "".join(c for c in set(text) if ord(c) > 0x7F and _is_junk(c))
+        if junk:
+            found.extend(m.start() for m in re.finditer(f"[{re.escape(junk)}]", text))
     return sorted(found)
 
 

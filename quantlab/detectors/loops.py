@@ -27,7 +27,7 @@ NGRAM = 4
 #: How many of the most common 4-gram distances are tried as loop periods.
 CANDIDATE_PERIODS = 6
 #: Longest unit (in tokens) a loop may have; longer "units" are repeated paragraphs.
-MAX_PERIOD = 200
+MAX_PERIOD = 400
 #: A long token (>= this many characters) is searched for a character-level loop.
 LONG_TOKEN = 12
 _CHAR_LOOP = re.compile(r"(.{1,8}?)\1{5,}", re.DOTALL)

@@ -6,7 +6,10 @@ already running (start them by hand, one thread each, e.g. with xllamacpp.Server
 BF16 and Q4_0 GGUF files the demo builds) and writes one record per prompt in the
 ``quantlab detect`` input format: the prompt's checks, then ``bf16`` (the reference) and
 ``q4_0`` lanes with text and finish_reason. Greedy (temperature 0, top_p 1, seed 0), the
-prompt as the only user message, no system prompt, max_tokens per prompt.
+prompt as the only user message, no system prompt, max_tokens per prompt. Greedy is not
+perfectly repeatable here: on a re-run a few answers (2 of 59 last time, BF16 lane) came
+out different, as llama.cpp reuses the KV cache of the previous request's prompt prefix;
+the file is one run, as recorded.
 
     python tests/data/collect_pair_outputs.py http://127.0.0.1:18160 http://127.0.0.1:18161
 """
