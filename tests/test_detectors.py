@@ -10,7 +10,7 @@ import pytest
 
 from quantlab.detectors import DETECTORS, detect
 from quantlab.detectors.divergence import first_difference, similarity
-from quantlab.detectors.numbers import final_number, parse_number
+from quantlab.detectors.numbers import final_number, find_numbers, parse_number
 from quantlab.detectors.textnorm import contains, tokenize
 from quantlab.records import Case, Fact, Finding, SamplingParams
 
@@ -347,6 +347,8 @@ def test_number_helpers() -> None:
     assert parse_number("$1,200") == 1200
     assert parse_number("twenty-one") == 21
     assert parse_number("12 apples") is None
+    found = find_numbers("9.4 billion and twenty-one, then 3-5")
+    assert [n.value for n in found] == [9.4e9, 21, 3, 5]
     final = final_number("one of the best: 8812")
     assert final is not None and final.number.value == 8812
     lone = final_number("8812 is one of the most famous numbers")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from itertools import compress
 
 import numpy as np
 
@@ -56,16 +57,12 @@ def seq_rep(keys: list[str], n: int = NGRAM) -> float:
     """seq-rep-n: 1 - distinct n-grams / total n-grams (0 = no n-gram repeats), over the
     n-grams holding at least one word: a "-----" rule or "=====" underline is layout, not
     repetition."""
-    grams = [
-        g for g in zip(*(keys[i:] for i in range(n)), strict=False) if any(_is_word(k) for k in g)
-    ]
+    word = [k[:1].isalnum() for k in keys]
+    has_word = list(map(any, zip(*(word[i:] for i in range(n)), strict=False)))
+    grams = list(compress(zip(*(keys[i:] for i in range(n)), strict=False), has_word))
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
-
-
-def _is_word(key: str) -> bool:
-    return key[:1].isalnum()
 
 
 def compression_ratio(text: str) -> float:

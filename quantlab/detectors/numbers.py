@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -106,22 +107,33 @@ def find_numbers(text: str) -> tuple[Number, ...]:
     Cached: several checks ask about the same answer and prompt."""
     found: list[Number] = []
     for m in _DIGITS.finditer(text):
-        value = float(m.group("int").replace(",", "") + "." + (m.group("frac") or "0"))
-        if m.group("sign"):
+        sign, whole, frac, k, scale = m.group("sign", "int", "frac", "k", "scale")
+        value = float(whole.replace(",", "") + "." + (frac or "0"))
+        if sign:
             value = -value
-        if m.group("k"):
+        if k:
             value *= 1e3
-        elif m.group("scale"):
-            value *= _SCALES[m.group("scale").lower()]
+        elif scale:
+            value *= _SCALES[scale.lower()]
         found.append(Number(value, m.start(), m.end(), m.group()))
+    ends = [n.end for n in found]
     low = text.lower()
     if len(low) != len(text):  # rare case mappings that change length: keep offsets right
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-    for m in _NUMBER_WORDS.finditer(low):
+    digits = list(found)
+    pos = 0
+    while (m := _NUMBER_WORDS.search(low, pos)) is not None:
+        # Starting inside a digit number ("9.4 billion and twenty-one")? Search again from
+        # its end. Digit numbers are sorted and disjoint.
+        i = bisect_right(ends, m.start())
+        if i < len(digits) and digits[i].start <= m.start():
+            pos = digits[i].end
+            continue
         v = _words_value(m.group())
-        if v is not None and not any(n.start <= m.start() < n.end for n in found):
+        if v is not None:
             raw = text[m.start() : m.end()]
             found.append(Number(v, m.start(), m.end(), raw, weak=m.group() == "one"))
+        pos = m.end()
     found.sort(key=lambda n: n.start)
     return tuple(found)
 
