@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from quantlab.detectors import DETECTORS, detect
+from quantlab.detectors import DETECTORS, detect, detect_exchange
 from quantlab.detectors.divergence import first_difference, similarity
 from quantlab.detectors.numbers import final_number, find_numbers, parse_number
 from quantlab.detectors.textnorm import contains, tokenize
-from quantlab.records import Case, Fact, Finding, SamplingParams
+from quantlab.records import (
+    Case,
+    Exchange,
+    Fact,
+    Finding,
+    LaneError,
+    LaneResult,
+    SamplingParams,
+)
 
 DATA = Path(__file__).parent / "data" / "pair_outputs.jsonl"
 
@@ -692,3 +700,32 @@ def test_recorded_truncation_matches_finish_reason() -> None:
     for (rid, lane), found in ALL.items():
         capped = RECORDS[rid][lane]["finish_reason"] == "length"
         assert (one(found, "truncation") is not None) == capped
+
+
+# --------------------------------------------------------------------------- exchanges
+
+
+def test_detect_exchange_fills_each_lane_and_skips_failed_lanes() -> None:
+    ex = Exchange(prompt="Describe a tiger.", params=SamplingParams(max_tokens=64))
+    ex.results["bf16"] = LaneResult(
+        lane="bf16", text="Tigers are big striped cats.", finish_reason="stop"
+    )
+    ex.results["q4"] = LaneResult(lane="q4", text="a majestic tiger, " * 10, finish_reason="length")
+    ex.results["awq"] = LaneResult(
+        lane="awq", error=LaneError(kind="http", message="boom", status=500)
+    )
+    dismissed = Finding("truncation", "q4", "warn", 1.0, "capped", status="dismissed")
+    ex.results["q4"].findings = [dismissed]
+    out = detect_exchange(ex)
+    assert out["bf16"] == [] and out["awq"] == []
+    q4 = {f.detector: f for f in ex.results["q4"].findings}
+    assert q4["repetition"].severity == "fail"
+    assert q4["truncation"] is dismissed  # a person's judgement is kept
+    assert q4["divergence"].lane == "q4"
+
+
+def test_detect_exchange_without_a_usable_reference() -> None:
+    ex = Exchange(prompt="Hi", params=SamplingParams())
+    ex.results["bf16"] = LaneResult(lane="bf16", error=LaneError(kind="connect", message="refused"))
+    ex.results["q4"] = LaneResult(lane="q4", text="Hello! How can I help?", finish_reason="stop")
+    assert detect_exchange(ex) == {"bf16": [], "q4": []}

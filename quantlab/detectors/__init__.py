@@ -24,7 +24,7 @@ from quantlab.detectors import (
     truncation,
 )
 from quantlab.detectors.context import Context
-from quantlab.records import Case, Finding
+from quantlab.records import Case, Exchange, Finding
 
 #: Detector name -> check function, in the order findings are reported.
 DETECTORS: dict[str, Callable[[Context], Finding | None]] = {
@@ -38,7 +38,7 @@ DETECTORS: dict[str, Callable[[Context], Finding | None]] = {
     language_switch.NAME: language_switch.check,
 }
 
-__all__ = ["DETECTORS", "Context", "Finding", "detect"]
+__all__ = ["DETECTORS", "Context", "Finding", "detect", "detect_exchange"]
 
 
 def detect(
@@ -75,3 +75,43 @@ def detect(
         if found is not None:
             findings.append(found)
     return findings
+
+
+def detect_exchange(
+    exchange: Exchange, *, case: Case | None = None, reference_lane: str | None = None
+) -> dict[str, list[Finding]]:
+    """Run the detectors on every lane of an exchange and store them in each LaneResult.
+
+    The reference is ``reference_lane`` or else the first lane of ``exchange.results``
+    (fan-out keeps endpoint order, reference first). Lanes that failed (``error`` set) are
+    not judged — an HTTP 500 is not a "collapse" — and a failed reference means no
+    divergence. Prompt and max_tokens come from the case when it has them, else from the
+    exchange. A finding a person already confirmed or dismissed is kept as it is, and
+    replaces the fresh finding of the same detector.
+    """
+    names = list(exchange.results)
+    if reference_lane not in exchange.results:
+        reference_lane = names[0] if names else None
+    ref = exchange.results.get(reference_lane) if reference_lane else None
+    ref_text = ref.text if ref is not None and ref.ok else None
+    prompt = (case.prompt if case else "") or exchange.prompt
+    max_tokens = case.params.max_tokens if case and case.params else exchange.params.max_tokens
+    out: dict[str, list[Finding]] = {}
+    for name, result in exchange.results.items():
+        if not result.ok:
+            out[name] = []
+            continue
+        found = detect(
+            result.text,
+            case=case,
+            reference=None if name == reference_lane else ref_text,
+            finish_reason=result.finish_reason,
+            lane=name,
+            prompt=prompt,
+            max_tokens=max_tokens,
+        )
+        judged = [f for f in result.findings if f.status != "open"]
+        seen = {f.detector for f in judged}
+        result.findings = judged + [f for f in found if f.detector not in seen]
+        out[name] = result.findings
+    return out
