@@ -1,0 +1,167 @@
+"""Send one prompt to every lane at once, and keep each lane's own conversation.
+
+This is the single code path for prompts: the chat screen, ``quantlab ask`` and the suite
+runner all call :func:`fanout`, so a number measured in one means the same in the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from quantlab.client import LaneClient
+from quantlab.records import Exchange, LaneError, LaneResult, SamplingParams
+
+#: Called with (lane name, text delta) as each lane's text arrives.
+OnText = Callable[[str, str], None]
+#: Called with (lane name, result) as soon as that lane is finished; may be async.
+OnLaneDone = Callable[[str, LaneResult], Awaitable[None] | None]
+
+
+async def fanout(
+    clients: Sequence[LaneClient],
+    messages: Mapping[str, list[dict[str, str]]],
+    params: SamplingParams,
+    *,
+    prompt: str,
+    on_text: OnText | None = None,
+    source: str = "chat",
+    on_lane_done: OnLaneDone | None = None,
+) -> Exchange:
+    """Stream ``messages[lane]`` to every lane concurrently; return the whole exchange.
+
+    All requests are started together (one task per lane) so the lanes race fairly and
+    the wall time is the slowest lane's, not the sum. A lane that fails gets a
+    :class:`LaneError` on its result and never stops the others. ``on_lane_done`` lets
+    the caller save each lane the moment it completes; if it raises, the error is kept
+    in ``exchange.meta["on_lane_done_errors"]`` and the other lanes go on.
+    Cancelling the call cancels every lane (their responses are closed) and re-raises.
+    """
+    names = [c.name for c in clients]
+    if len(set(names)) != len(names):
+        raise ValueError(f"lane names must be unique: {names}")
+    missing = [n for n in names if n not in messages]
+    if missing:
+        raise ValueError(f"no messages for lane(s): {', '.join(missing)}")
+    exchange = Exchange(
+        prompt=prompt,
+        params=params,
+        messages={n: list(messages[n]) for n in names},
+        source=source,
+    )
+    done: dict[str, LaneResult] = {}
+    callback_errors: list[str] = []
+
+    async def run_lane(client: LaneClient) -> None:
+        lane = client.name
+        cb: Callable[[str], None] | None = None
+        if on_text is not None:
+
+            def cb(delta: str, _lane: str = lane) -> None:
+                on_text(_lane, delta)
+
+        try:
+            result = await client.chat(exchange.messages[lane], params, on_text=cb)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug (ours or a callback's) must not sink other lanes
+            result = LaneResult(lane=lane, model=client.endpoint.model)
+            result.error = LaneError("protocol", f"client failure: {exc!r}")
+        done[lane] = result
+        if on_lane_done is not None:
+            try:
+                ret = on_lane_done(lane, result)
+                if inspect.isawaitable(ret):
+                    await ret
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                callback_errors.append(f"{lane}: {exc!r}")
+
+    t0 = time.perf_counter_ns()
+    tasks = [asyncio.create_task(run_lane(c), name=f"lane:{c.name}") for c in clients]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        if any(not t.done() for t in tasks):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    exchange.wall_ms = round((time.perf_counter_ns() - t0) / 1e6, 3)
+    exchange.results = {n: done[n] for n in names}
+    if callback_errors:
+        exchange.meta["on_lane_done_errors"] = callback_errors
+    return exchange
+
+
+class Conversation:
+    """Per-lane multi-turn histories: each lane sees its own earlier answers.
+
+    Histories hold user and assistant turns only; the system prompt is put first at each
+    send from the current params, so changing it applies to the next prompt.
+    """
+
+    def __init__(self, lanes: Iterable[str]) -> None:
+        self.lanes: list[str] = list(lanes)
+        self.histories: dict[str, list[dict[str, str]]] = {n: [] for n in self.lanes}
+
+    @classmethod
+    def from_exchanges(cls, lanes: Iterable[str], exchanges: Iterable[Exchange]) -> Conversation:
+        """Rebuild the histories from a reopened session's exchanges, in order."""
+        conv = cls(lanes)
+        for ex in exchanges:
+            conv.record(ex)
+        return conv
+
+    def messages_for(self, prompt: str, params: SamplingParams) -> dict[str, list[dict[str, str]]]:
+        """The message list each lane is sent for a new user ``prompt``."""
+        head = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
+        user = {"role": "user", "content": prompt}
+        return {n: [*head, *self.histories[n], user] for n in self.lanes}
+
+    def record(self, exchange: Exchange) -> None:
+        """Append the user turn and each lane's answer. A lane that failed keeps its
+        history unchanged (no dangling user turn), so its next prompt is well-formed."""
+        for lane in self.lanes:
+            result = exchange.results.get(lane)
+            if result is None or not result.ok:
+                continue
+            self.histories[lane].append({"role": "user", "content": exchange.prompt})
+            self.histories[lane].append({"role": "assistant", "content": result.text})
+
+    def reset(self) -> None:
+        """Start a new conversation on every lane."""
+        for lane in self.lanes:
+            self.histories[lane] = []
+
+    @property
+    def turns(self) -> dict[str, int]:
+        """Completed user turns per lane (lanes can differ after a failure)."""
+        return {n: len(h) // 2 for n, h in self.histories.items()}
+
+
+def lane_results(exchange: Exchange) -> list[dict[str, Any]]:
+    """Flat per-lane rows (the ``quantlab ask --json`` lane shape), in lane order."""
+    rows = []
+    for name, r in exchange.results.items():
+        t = r.timing
+        rows.append(
+            {
+                "name": name,
+                "model": r.model,
+                "text": r.text,
+                "finish_reason": r.finish_reason,
+                "usage": r.usage,
+                "ttft_ms": t.ttft_ms,
+                "itl_ms": t.itl_ms,
+                "e2e_ms": t.e2e_ms,
+                "output_tokens": t.output_tokens,
+                "tokens_per_s": t.tokens_per_s,
+                "error": None if r.error is None else str(r.error),
+            }
+        )
+    return rows

@@ -1,0 +1,114 @@
+"""An incremental server-sent-events parser over raw bytes.
+
+This sits on the hot path of every streamed answer (one call per network chunk), so it
+works on ``bytes`` with C-level ``split``/``find`` and never decodes to ``str``: the JSON
+payloads go straight to orjson. It returns only the ``data`` of each event because that
+is all an OpenAI-compatible stream carries; comments (``: ping``), ``event:``, ``id:``
+and ``retry:`` lines are read and dropped.
+
+What real servers send and this accepts: ``\\n``, ``\\r\\n`` and lone ``\\r`` line ends,
+an event split across any number of network chunks, several events in one chunk,
+multi-line ``data`` (joined with ``\\n`` as the SSE spec says), ``data:`` with or without
+the space, and llama.cpp's ``data: [DONE]`` with no blank line after it.
+"""
+
+from __future__ import annotations
+
+#: The payload that ends an OpenAI-style stream.
+DONE = b"[DONE]"
+
+_DONE_LINE = b"data: " + DONE
+
+
+class SSEParser:
+    """Feed it network chunks; it hands back the ``data`` payload of each completed event.
+
+    >>> p = SSEParser()
+    >>> p.feed(b'data: {"a": 1}\\n\\ndata: {"b"')
+    [b'{"a": 1}']
+    >>> p.feed(b': 2}\\n\\n')
+    [b'{"b": 2}']
+    """
+
+    __slots__ = ("_buf", "_cr", "truncated")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._cr = False  # sticky once a \r is seen: normalize line ends from then on
+        #: Set by :meth:`flush` when the stream ended inside an unterminated line.
+        self.truncated: bytes = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Parse one chunk; return the payloads of the events it completed, in order."""
+        if self._buf:
+            data = self._buf + data
+        hold = b""
+        if self._cr or b"\r" in data:
+            self._cr = True
+            if data[-1:] == b"\r":  # may be the first half of a \r\n split across chunks
+                data, hold = data[:-1], b"\r"
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        parts = data.split(b"\n\n")
+        tail = parts.pop()
+        out: list[bytes] = []
+        for block in parts:
+            # The common case: one line "data: {...}". The test is two C calls.
+            if block[:6] == b"data: " and block.find(b"\n") < 0:
+                out.append(block[6:])
+            elif block:
+                _parse_block(block, out)
+        if tail[-1:] == b"\n" and tail.rstrip(b"\n") == _DONE_LINE:
+            # llama.cpp may end with "data: [DONE]\n" and no blank line: don't wait for one.
+            out.append(DONE)
+            tail = b""
+        self._buf = tail + hold
+        return out
+
+    def flush(self) -> list[bytes]:
+        """At end of stream: the payloads of a last event that had no blank line after it.
+
+        Complete lines are taken as a complete event. An unterminated last line counts
+        only when it is ``data: [DONE]``; anything else is kept in :attr:`truncated`
+        (the connection dropped mid-line) and not returned.
+        """
+        buf, self._buf = self._buf, b""
+        if self._cr:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        out: list[bytes] = []
+        if not buf.strip():
+            return out
+        cut = buf.rfind(b"\n")
+        last = buf[cut + 1 :]
+        if last.strip() in (_DONE_LINE, b"data:" + DONE):
+            cut = len(buf)
+        elif last.strip():
+            self.truncated = last
+        if cut > 0:
+            _parse_block(buf[:cut].strip(b"\n"), out)
+        return out
+
+
+def _parse_block(block: bytes, out: list[bytes]) -> None:
+    """The general path: any mix of lines, comments, fields and blank lines."""
+    data: list[bytes] | None = None
+    for line in block.split(b"\n"):
+        if not line:  # a blank line inside the block dispatches what came before
+            if data is not None:
+                out.append(b"\n".join(data))
+                data = None
+            continue
+        if line[:1] == b":":  # comment / keep-alive ping
+            continue
+        name, sep, value = line.partition(b":")
+        if name != b"data":
+            continue  # event:, id:, retry: and unknown fields carry nothing we use
+        if not sep:
+            value = b""
+        elif value[:1] == b" ":
+            value = value[1:]
+        if data is None:
+            data = [value]
+        else:
+            data.append(value)
+    if data is not None:
+        out.append(b"\n".join(data))

@@ -1,0 +1,466 @@
+"""A scripted stand-in for a vLLM server, for what a real server can't do on demand.
+
+It is a real HTTP/1.1 server on loopback (stdlib, one thread per connection, keep-alive,
+chunked transfer like uvicorn) that speaks vLLM's wire format as written in vLLM's
+``chat_completion/serving.py``: a role chunk first (``"delta": {"role": "assistant",
+"content": ""}``), one content chunk per token, a finish chunk (empty content for "stop";
+for "length" the last token rides on it), a usage chunk with ``"choices": []`` when
+``stream_options.include_usage`` is asked, then ``data: [DONE]``. Errors use vLLM's
+shapes: ``{"error": {"message", "type", "param", "code"}}`` (flat ``{"object": "error", …}``
+for old versions). ``/v1/models`` (with ``max_model_len``), ``/version``, ``/health``,
+``/tokenize`` and ``/metrics`` (``vllm:*`` lines that follow what was served) answer too.
+
+Use it from tests::
+
+    from standin import Reply, StandIn
+
+    with StandIn(Reply(tokens=["Hel", "lo"])) as s:          # s.url -> http://127.0.0.1:PORT
+        ...
+    with StandIn([Reply(fault="http500"), Reply()]) as s:      # one reply per request, in
+        ...                                                    # order; the last one repeats
+    with StandIn(lambda body: Reply(tokens=[body["model"]])):  # or decide per request
+        ...
+    StandIn(Reply(tokens=words, n_tokens=20_000, tokens_per_s=1000))  # 1000 tok/s for 20 s
+
+``s.requests`` holds every chat request body received (parsed JSON), ``s.headers`` their
+headers, ``s.connections`` the TCP connections accepted, ``s.script = …``
+changes the script between requests. From a shell (for benchmarks, in its own process):
+``python tests/standin.py --port 0 --tokens 5000`` prints the URL, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+#: What a reply can do wrong (see Reply.fault).
+FAULTS = (
+    "http500",  # HTTP 500 before the stream, vLLM's nested JSON error body
+    "http500_flat",  # the same with the old flat {"object": "error", ...} body
+    "http500_text",  # HTTP 500 with a plain-text body
+    "context",  # HTTP 400 "This model's maximum context length is N tokens..."
+    "error_event",  # fault_after tokens, then a nested error event, then [DONE]
+    "error_event_flat",  # the same with the old flat error object
+    "reset",  # fault_after tokens, then a TCP reset (RST)
+    "truncate",  # fault_after tokens, then the connection closes mid-body (FIN)
+    "no_done",  # fault_after tokens, then the body ends cleanly: no finish, no [DONE]
+    "malformed",  # fault_after tokens, then a data line that is not JSON
+    "stall",  # fault_after tokens, then silence for stall_s seconds (read timeouts)
+)
+
+
+@dataclass
+class Reply:
+    """One scripted answer to a chat request.
+
+    tokens: the content pieces, one chunk each (cycled up to ``n_tokens`` when given).
+    tokens_per_s: pace of the content chunks; None sends everything at once.
+    first_token_s: extra delay before the first content chunk (a TTFT to measure).
+    finish_reason: "stop" (vLLM then counts the EOS token in usage) or "length".
+    ping_every_s: send ``: ping`` comment lines this often while pacing (slow drip).
+    crlf: end lines with CRLF instead of LF.
+    """
+
+    tokens: Sequence[str] = ("Hello", ",", " world", "!")
+    n_tokens: int | None = None
+    tokens_per_s: float | None = None
+    first_token_s: float = 0.0
+    finish_reason: str = "stop"
+    fault: str | None = None
+    fault_after: int = 2
+    status: int | None = None  # overrides the HTTP status of http500* faults
+    message: str = "Internal server error"
+    stall_s: float = 30.0
+    ping_every_s: float | None = None
+    crlf: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; one of {FAULTS}")
+
+    def content(self) -> list[str]:
+        toks = list(self.tokens)
+        if self.n_tokens is None:
+            return toks
+        return [toks[i % len(toks)] for i in range(self.n_tokens)]
+
+
+Script = Reply | Sequence[Reply] | Callable[[dict[str, Any]], Reply]
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pydantic's model_dump_json look: no spaces, UTF-8 as is."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The stand-in's tokenizer: whitespace words, plus 4 per message of template."""
+    if "messages" in body:
+        return sum(4 + len(str(m.get("content", "")).split()) for m in body["messages"])
+    return len(str(body.get("prompt", "")).split())
+
+
+@dataclass
+class _Counters:
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    running: int = 0
+    success: dict[str, int] = field(default_factory=dict)
+
+
+class StandIn:
+    """The server. ``with StandIn(script) as s: s.url``; or ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        script: Script | None = None,
+        *,
+        model: str = "standin/Qwen2.5-0.5B-Instruct",
+        max_model_len: int = 4096,
+        version: str = "0.11.0",
+        port: int = 0,
+    ) -> None:
+        self.script: Script = Reply() if script is None else script
+        self.model = model
+        self.max_model_len = max_model_len
+        self.version = version
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # each chat request's headers, in order
+        self.connections = 0  # TCP connections accepted (keep-alive reuse shows here)
+        self.counters = _Counters()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StandIn:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
+        with self._lock:
+            self.headers.append(headers or {})
+            self.requests.append(body)
+            n = len(self.requests)
+        script = self.script
+        if isinstance(script, Reply):
+            return script
+        if callable(script):
+            return script(body)
+        return script[min(n - 1, len(script) - 1)]
+
+    def metrics_text(self) -> str:
+        c, m = self.counters, self.model
+        lab = f'model_name="{m}"'
+        lines = [
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{{{lab}}} {float(c.running)}",
+            "# TYPE vllm:num_requests_waiting gauge",
+            f"vllm:num_requests_waiting{{{lab}}} 0.0",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            f"vllm:kv_cache_usage_perc{{{lab}}} {0.05 * c.running}",
+            "# TYPE vllm:prompt_tokens_total counter",
+            f"vllm:prompt_tokens_total{{{lab}}} {float(c.prompt_tokens)}",
+            "# TYPE vllm:generation_tokens_total counter",
+            f"vllm:generation_tokens_total{{{lab}}} {float(c.generation_tokens)}",
+            "# TYPE vllm:request_success_total counter",
+        ]
+        for reason, n in sorted(c.success.items()):
+            lines.append(f'vllm:request_success_total{{finished_reason="{reason}",{lab}}} {n}.0')
+        return "\n".join(lines) + "\n"
+
+
+def _handler_for(stand: StandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(_Handler):
+        server_ref = stand
+
+    return Handler
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_ref: StandIn
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_ref._lock:
+            self.server_ref.connections += 1
+        # Like uvicorn: no Nagle, or the headers/body split waits on a delayed ACK (40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    # ------------------------------------------------------------ plain answers
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error_body(self, message: str, kind: str, code: int, flat: bool = False) -> bytes:
+        # vLLM builds these with json.dumps(...) (spaces after separators).
+        err = {"message": message, "type": kind, "param": None, "code": code}
+        obj = {"object": "error", **err} if flat else {"error": err}
+        return json.dumps(obj).encode()
+
+    def do_GET(self) -> None:
+        s = self.server_ref
+        if self.path == "/v1/models":
+            card = {
+                "id": s.model,
+                "object": "model",
+                "created": int(time.time()),
+                "owned_by": "vllm",
+                "root": s.model,
+                "parent": None,
+                "max_model_len": s.max_model_len,
+                "permission": [],
+            }
+            self._send(200, _dumps({"object": "list", "data": [card]}))
+        elif self.path == "/version":
+            self._send(200, _dumps({"version": s.version}))
+        elif self.path == "/health":
+            self._send(200, b"", "text/plain")
+        elif self.path == "/metrics":
+            self._send(200, s.metrics_text().encode(), "text/plain; version=0.0.4")
+        else:
+            self._send(404, _dumps({"detail": "Not Found"}))
+
+    def do_POST(self) -> None:
+        s = self.server_ref
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send(400, self._error_body("invalid JSON body", "BadRequestError", 400))
+            return
+        if self.path == "/tokenize":
+            n = prompt_tokens(body)
+            ans = {"count": n, "max_model_len": s.max_model_len, "tokens": list(range(n))}
+            self._send(200, _dumps(ans))
+        elif self.path == "/v1/chat/completions":
+            self._chat(body)
+        else:
+            self._send(404, _dumps({"detail": "Not Found"}))
+
+    # ------------------------------------------------------------ the stream
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        s = self.server_ref
+        reply = s.next_reply(body, {k.lower(): v for k, v in self.headers.items()})
+        n_prompt = prompt_tokens(body)
+        fault = reply.fault
+        if fault in ("http500", "http500_flat"):
+            flat = fault.endswith("_flat")
+            err = self._error_body(reply.message, "InternalServerError", 500, flat)
+            self._send(reply.status or 500, err)
+            return
+        if fault == "http500_text":
+            self._send(reply.status or 500, reply.message.encode(), "text/plain")
+            return
+        max_tokens = int(body.get("max_tokens") or 16)
+        if fault == "context" or n_prompt + max_tokens > s.max_model_len:
+            msg = (
+                f"This model's maximum context length is {s.max_model_len} tokens. However, "
+                f"your request has {n_prompt} input tokens. Please reduce the length of "
+                "the input messages."
+            )
+            self._send(400, self._error_body(msg, "BadRequestError", 400))
+            return
+        if not body.get("stream"):
+            self._send(400, self._error_body("the stand-in only streams", "BadRequestError", 400))
+            return
+
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        with s._lock:
+            s.counters.running += 1
+            s.counters.prompt_tokens += n_prompt
+        try:
+            self._stream(reply, body, n_prompt)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away: that is its right
+        finally:
+            with s._lock:
+                s.counters.running -= 1
+
+    def _stream(self, reply: Reply, body: dict[str, Any], n_prompt: int) -> None:
+        s = self.server_ref
+        nl = b"\r\n" if reply.crlf else b"\n"
+        head = {
+            "id": f"chatcmpl-{id(reply):x}{len(s.requests)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": s.model,
+        }
+        paced = reply.tokens_per_s is not None
+        pending: list[bytes] = []
+
+        def frame(data: bytes) -> bytes:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+
+        def event(payload: bytes) -> None:
+            pending.append(frame(b"data: " + payload + nl + nl))
+            if paced:
+                flush()
+
+        def flush() -> None:
+            if pending:
+                self.wfile.write(b"".join(pending))
+                pending.clear()
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None}
+            choice["finish_reason"] = finish
+            if finish is not None:
+                choice["stop_reason"] = None
+            return _dumps({**head, "choices": [choice]})
+
+        tokens = reply.content()
+        max_tokens = int(body.get("max_tokens") or 16)
+        finish = reply.finish_reason
+        if len(tokens) >= max_tokens:
+            tokens, finish = tokens[:max_tokens], "length"
+        cut = reply.fault_after if reply.fault else None
+        event(chunk({"role": "assistant", "content": ""}))
+        start = time.perf_counter() + reply.first_token_s
+        last_ping = time.perf_counter()
+        sent = 0
+        last_in_finish = finish == "length" and cut is None
+        body_tokens = tokens[:-1] if last_in_finish else tokens
+        for i, tok in enumerate(body_tokens):
+            if cut is not None and i >= cut:
+                break
+            if s._stopping.is_set():
+                return
+            if paced or reply.first_token_s:
+                due = start + (i / reply.tokens_per_s if paced else 0.0)
+                while (now := time.perf_counter()) < due:
+                    if reply.ping_every_s and now - last_ping >= reply.ping_every_s:
+                        pending.append(frame(b": ping" + nl + nl))
+                        flush()
+                        last_ping = now
+                    wait = due - now
+                    if reply.ping_every_s:
+                        wait = min(wait, reply.ping_every_s)
+                    time.sleep(wait)
+            event(chunk({"content": tok}))
+            sent += 1
+        with s._lock:
+            s.counters.generation_tokens += sent
+        if cut is not None:
+            flush()
+            self._fault(reply, nl, frame)
+            return
+        n_out = len(tokens) + (1 if finish == "stop" else 0)  # vLLM counts the EOS token
+        last = tokens[-1] if last_in_finish and tokens else ""
+        event(chunk({"content": last}, finish))
+        opts = body.get("stream_options") or {}
+        if opts.get("include_usage"):
+            usage = {"prompt_tokens": n_prompt, "total_tokens": n_prompt + n_out}
+            usage["completion_tokens"] = n_out
+            event(_dumps({**head, "choices": [], "usage": usage}))
+        event(b"[DONE]")
+        flush()
+        self.wfile.write(b"0\r\n\r\n")
+        with s._lock:
+            s.counters.generation_tokens += n_out - sent
+            s.counters.success[finish] = s.counters.success.get(finish, 0) + 1
+
+    def _fault(self, reply: Reply, nl: bytes, frame: Callable[[bytes], bytes]) -> None:
+        fault = reply.fault
+        if fault in ("error_event", "error_event_flat"):
+            flat = fault.endswith("_flat")
+            err = self._error_body(reply.message, "InternalServerError", 500, flat)
+            self.wfile.write(frame(b"data: " + err + nl + nl) + frame(b"data: [DONE]" + nl + nl))
+            self.wfile.write(b"0\r\n\r\n")
+        elif fault == "malformed":
+            self.wfile.write(frame(b'data: {"choices": [{"delta": {"content": "x' + nl + nl))
+            self.wfile.write(frame(b"data: [DONE]" + nl + nl) + b"0\r\n\r\n")
+        elif fault == "no_done":
+            self.wfile.write(b"0\r\n\r\n")
+        elif fault == "truncate":
+            self.wfile.write(b'40\r\ndata: {"id":"x","choi')
+            self._drop(rst=False)
+        elif fault == "reset":
+            self._drop(rst=True)
+        elif fault == "stall":
+            self.server_ref._stopping.wait(reply.stall_s)
+            self._drop(rst=False)
+
+    def _drop(self, rst: bool) -> None:
+        """End the connection now: with a RST (SO_LINGER 0) or a plain FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            if rst:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.connection.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve from a shell: one reply of --tokens chunks, as fast as possible by default."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tokens", type=int, default=1000, help="content chunks per answer")
+    ap.add_argument("--rate", type=float, default=None, help="tokens per second (default: max)")
+    ap.add_argument("--model", default="standin/Qwen2.5-0.5B-Instruct")
+    a = ap.parse_args(argv)
+    words = ("The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ".")
+    reply = Reply(tokens=words, n_tokens=a.tokens, tokens_per_s=a.rate)
+    s = StandIn(reply, model=a.model, max_model_len=10**9, port=a.port)
+    print(s.url, flush=True)
+    try:
+        s._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        s._server.server_close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
