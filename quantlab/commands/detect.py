@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -254,6 +255,12 @@ def run(args: argparse.Namespace) -> int:
             only=only,
             name=name,
         )
+    except BrokenPipeError:
+        # The reader went away (`quantlab detect f.jsonl | head`): stop quietly, and keep
+        # the interpreter's final flush from complaining about the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"quantlab detect: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
         return 2
