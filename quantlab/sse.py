@@ -42,18 +42,29 @@ class SSEParser:
         """Parse one chunk; return the payloads of the events it completed, in order."""
         if self._buf:
             data = self._buf + data
-        hold = b""
-        if self._cr or b"\r" in data:
+            self._buf = b""
+        if self._cr or 13 in data:  # int membership is a memchr: the cheapest test
             self._cr = True
+            hold = b""
             if data[-1:] == b"\r":  # may be the first half of a \r\n split across chunks
                 data, hold = data[:-1], b"\r"
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            out = self._split(data)
+            self._buf += hold
+            return out
+        # Fast path: the chunk is exactly one one-line event, "data: {...}\n\n" (what a
+        # server writes per token).
+        n = data.find(b"\n")
+        if n == len(data) - 2 and data[-1] == 10 and data.startswith(b"data: "):
+            return [data[6:n]]
+        return self._split(data)
+
+    def _split(self, data: bytes) -> list[bytes]:
         parts = data.split(b"\n\n")
         tail = parts.pop()
         out: list[bytes] = []
         for block in parts:
-            # The common case: one line "data: {...}". The test is two C calls.
-            if block[:6] == b"data: " and block.find(b"\n") < 0:
+            if 10 not in block and block.startswith(b"data: "):
                 out.append(block[6:])
             elif block:
                 _parse_block(block, out)
@@ -61,7 +72,7 @@ class SSEParser:
             # llama.cpp may end with "data: [DONE]\n" and no blank line: don't wait for one.
             out.append(DONE)
             tail = b""
-        self._buf = tail + hold
+        self._buf = tail
         return out
 
     def flush(self) -> list[bytes]:

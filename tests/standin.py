@@ -69,6 +69,8 @@ class Reply:
     finish_reason: "stop" (vLLM then counts the EOS token in usage) or "length".
     ping_every_s: send ``: ping`` comment lines this often while pacing (slow drip).
     crlf: end lines with CRLF instead of LF.
+    bulk: put all events written at once into one HTTP chunk (as a coalescing proxy or a
+        fast server does) instead of one HTTP chunk per event (uvicorn, vLLM's server).
     """
 
     tokens: Sequence[str] = ("Hello", ",", " world", "!")
@@ -83,6 +85,7 @@ class Reply:
     stall_s: float = 30.0
     ping_every_s: float | None = None
     crlf: bool = False
+    bulk: bool = False
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -341,14 +344,18 @@ class _Handler(BaseHTTPRequestHandler):
             return b"%x\r\n%s\r\n" % (len(data), data)
 
         def event(payload: bytes) -> None:
-            pending.append(frame(b"data: " + payload + nl + nl))
+            pending.append(b"data: " + payload + nl + nl)
             if paced:
                 flush()
 
         def flush() -> None:
-            if pending:
-                self.wfile.write(b"".join(pending))
-                pending.clear()
+            if not pending:
+                return
+            if reply.bulk:  # everything written so far in one HTTP chunk
+                self.wfile.write(frame(b"".join(pending)))
+            else:  # one HTTP chunk per event, as uvicorn sends vLLM's stream
+                self.wfile.write(b"".join(map(frame, pending)))
+            pending.clear()
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None}
@@ -378,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
                 due = start + (i / reply.tokens_per_s if paced else 0.0)
                 while (now := time.perf_counter()) < due:
                     if reply.ping_every_s and now - last_ping >= reply.ping_every_s:
-                        pending.append(frame(b": ping" + nl + nl))
+                        pending.append(b": ping" + nl + nl)
                         flush()
                         last_ping = now
                     wait = due - now
@@ -449,9 +456,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--tokens", type=int, default=1000, help="content chunks per answer")
     ap.add_argument("--rate", type=float, default=None, help="tokens per second (default: max)")
     ap.add_argument("--model", default="standin/Qwen2.5-0.5B-Instruct")
+    ap.add_argument("--bulk", action="store_true", help="all events in one HTTP chunk")
     a = ap.parse_args(argv)
     words = ("The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ".")
-    reply = Reply(tokens=words, n_tokens=a.tokens, tokens_per_s=a.rate)
+    reply = Reply(tokens=words, n_tokens=a.tokens, tokens_per_s=a.rate, bulk=a.bulk)
     s = StandIn(reply, model=a.model, max_model_len=10**9, port=a.port)
     print(s.url, flush=True)
     try:
