@@ -1,0 +1,106 @@
+"""``quantlab ask`` as a user runs it: a subprocess against the real local pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from quantlab.records import Endpoint
+
+LANE_KEYS = {
+    "name",
+    "model",
+    "text",
+    "finish_reason",
+    "usage",
+    "ttft_ms",
+    "itl_ms",
+    "e2e_ms",
+    "output_tokens",
+    "tokens_per_s",
+    "error",
+}
+
+
+def ask(*argv: str, columns: int = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run(
+        [sys.executable, "-m", "quantlab", "ask", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def flags(eps: list[Endpoint]) -> list[str]:
+    return [a for e in eps for a in ("--endpoint", f"{e.name}={e.base_url}")]
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_json_answer_of_both_lanes(local_pair: list[Endpoint]) -> None:
+    p = ask("--json", "--max-tokens", "24", *flags(local_pair), "What is the capital of France?")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)  # exactly one JSON object on stdout
+    assert set(out) == {"wall_ms", "lanes"}
+    assert [lane["name"] for lane in out["lanes"]] == [e.name for e in local_pair]
+    for lane in out["lanes"]:
+        assert set(lane) == LANE_KEYS
+        assert lane["error"] is None and lane["text"]
+        assert lane["finish_reason"] in ("stop", "length")
+        assert lane["output_tokens"] == lane["usage"]["completion_tokens"] <= 24
+        assert 0 < lane["ttft_ms"] <= lane["e2e_ms"] <= out["wall_ms"]
+        assert len(lane["itl_ms"]) >= 1 and lane["tokens_per_s"] > 0
+        assert lane["model"].endswith(".gguf")  # filled by discovery
+
+
+def test_a_lane_that_is_down_fails_the_command_but_not_the_other_lane(
+    local_pair: list[Endpoint],
+) -> None:
+    ref = local_pair[0]
+    p = ask(
+        "--json",
+        "--max-tokens",
+        "8",
+        "--endpoint",
+        f"{ref.name}={ref.base_url}/v1",
+        "--endpoint",
+        f"gone={dead_url()}",
+        "Say hi.",
+    )
+    assert p.returncode == 1, p.stderr
+    ok, down = json.loads(p.stdout)["lanes"]
+    assert ok["error"] is None and ok["text"]
+    assert isinstance(down["error"], str) and down["error"].startswith("connect")
+    assert "refused" in down["error"] and down["text"] == ""
+
+
+def test_columns_side_by_side_and_stacked(local_pair: list[Endpoint]) -> None:
+    args = ("--max-tokens", "12", "--system", "Answer in one short sentence.", *flags(local_pair))
+    ref, cand = (e.name for e in local_pair)
+    wide = ask(*args, "Name a fruit.", columns=120)
+    assert wide.returncode == 0, wide.stderr
+    first = wide.stdout.splitlines()[0]
+    assert ref in first and cand in first  # both lane headers on one row
+    assert wide.stdout.count("TTFT") == 2 and "wall" in wide.stdout
+    assert max(len(line) for line in wide.stdout.splitlines()) <= 120
+    narrow = ask(*args, "Name a fruit.", columns=50)
+    lines = narrow.stdout.splitlines()
+    assert lines[0].startswith(ref) and not any(cand in x for x in lines[:3])
+    assert any(line.startswith(cand) for line in lines)
+
+
+def test_bad_input_is_a_message_and_status_2() -> None:
+    p = ask("--endpoint", "nonsense", "hi")
+    assert p.returncode == 2
+    assert "expected NAME=URL" in p.stderr and "Traceback" not in p.stderr
+    p = ask("--endpoint", "a=http://127.0.0.1:1", "--max-tokens", "0", "hi")
+    assert p.returncode == 2 and "--max-tokens" in p.stderr
