@@ -302,10 +302,7 @@ class LaneClient:
         extra_body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The exact JSON sent: every sampling field explicit, usage asked for."""
-        msgs = list(messages)
-        if params.system_prompt and not (msgs and msgs[0].get("role") == "system"):
-            msgs.insert(0, {"role": "system", "content": params.system_prompt})
-        body: dict[str, Any] = {"messages": msgs}
+        body: dict[str, Any] = {"messages": with_system_prompt(messages, params)}
         if self.endpoint.model:
             body["model"] = self.endpoint.model
         body.update(params.request_fields())
@@ -357,6 +354,9 @@ class LaneClient:
                 st.error = LaneError("stream", f"connection broke mid-answer: {_describe(exc)}")
         except httpx.HTTPError as exc:
             st.error = LaneError("connect", f"{ep.base_url}: {_describe(exc)}")
+        except Exception as exc:  # e.g. an on_text callback that raised: still a value
+            last = time.perf_counter_ns()
+            st.error = LaneError("protocol", f"client failure: {exc!r}")
         if last == t0:  # failed before any byte came: e2e is the time it took to fail
             last = time.perf_counter_ns()
         self._finish(result, st, t0, last)
@@ -503,6 +503,14 @@ class LaneClient:
         ans = await self._post_json("/tokenize", {"content": text})
         tokens = ans.get("tokens") if isinstance(ans, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
+
+
+def with_system_prompt(messages: Messages, params: SamplingParams) -> Messages:
+    """``messages`` as sent: the params' system prompt first, unless one is already there."""
+    msgs = list(messages)
+    if params.system_prompt and not (msgs and msgs[0].get("role") == "system"):
+        msgs.insert(0, {"role": "system", "content": params.system_prompt})
+    return msgs
 
 
 def _int(v: Any) -> int | None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from quantlab.client import LaneClient
+from quantlab.client import LaneClient, with_system_prompt
 from quantlab.records import Exchange, LaneError, LaneResult, SamplingParams
 
 #: Called with (lane name, text delta) as each lane's text arrives.
@@ -30,6 +30,7 @@ async def fanout(
     on_text: OnText | None = None,
     source: str = "chat",
     on_lane_done: OnLaneDone | None = None,
+    extra_body: dict[str, Any] | None = None,
 ) -> Exchange:
     """Stream ``messages[lane]`` to every lane concurrently; return the whole exchange.
 
@@ -37,7 +38,8 @@ async def fanout(
     the wall time is the slowest lane's, not the sum. A lane that fails gets a
     :class:`LaneError` on its result and never stops the others. ``on_lane_done`` lets
     the caller save each lane the moment it completes; if it raises, the error is kept
-    in ``exchange.meta["on_lane_done_errors"]`` and the other lanes go on.
+    in ``exchange.meta["on_lane_done_errors"]`` and the other lanes go on. ``extra_body``
+    adds fields to every lane's request (e.g. ``{"logprobs": True}``).
     Cancelling the call cancels every lane (their responses are closed) and re-raises.
     """
     names = [c.name for c in clients]
@@ -49,7 +51,7 @@ async def fanout(
     exchange = Exchange(
         prompt=prompt,
         params=params,
-        messages={n: list(messages[n]) for n in names},
+        messages={n: with_system_prompt(messages[n], params) for n in names},
         source=source,
     )
     done: dict[str, LaneResult] = {}
@@ -64,7 +66,9 @@ async def fanout(
                 on_text(_lane, delta)
 
         try:
-            result = await client.chat(exchange.messages[lane], params, on_text=cb)
+            result = await client.chat(
+                exchange.messages[lane], params, on_text=cb, extra_body=extra_body
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug (ours or a callback's) must not sink other lanes

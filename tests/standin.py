@@ -20,7 +20,9 @@ Use it from tests::
         ...                                                    # order; the last one repeats
     with StandIn(lambda body: Reply(tokens=[body["model"]])):  # or decide per request
         ...
-    StandIn(Reply(tokens=words, n_tokens=20_000, tokens_per_s=1000))  # 1000 tok/s for 20 s
+    # 1000 tok/s for 20 s. Like vLLM it stops at the request's max_tokens (finish "length")
+    # and refuses prompt + max_tokens over max_model_len: send max_tokens >= 20_000.
+    StandIn(Reply(tokens=words, n_tokens=20_000, tokens_per_s=1000), max_model_len=10**6)
 
 ``s.requests`` holds every chat request body received (parsed JSON), ``s.headers`` their
 headers, ``s.connections`` the TCP connections accepted, ``s.script = …``

@@ -296,3 +296,22 @@ async def test_discover_never_raises_on_a_down_server() -> None:
         assert await c.count_tokens(text="hi") is None
     assert got.status == "down" and "refused" in (got.status_detail or "")
     assert got.backend is None and got.model == "m"
+
+
+async def test_exchange_records_messages_as_sent_and_a_raising_on_text_is_a_value(
+    standin: StandIn,
+) -> None:
+    def on_text(lane: str, delta: str) -> None:
+        if lane == "a":
+            raise ValueError("widget gone")
+
+    params = SamplingParams(system_prompt="sys")
+    clients = [client_for(standin, "a"), client_for(standin, "b")]
+    ex = await fanout(clients, {"a": HELLO, "b": HELLO}, params, prompt="x", on_text=on_text)
+    for c in clients:
+        await c.aclose()
+    assert ex.messages["a"] == [{"role": "system", "content": "sys"}, *HELLO]
+    assert all(req["messages"] == ex.messages["a"] for req in standin.requests)
+    a, b = ex.results["a"], ex.results["b"]
+    assert a.error is not None and a.error.kind == "protocol" and "widget gone" in a.error.message
+    assert b.ok and b.text == "Hello, world!"
