@@ -114,12 +114,15 @@ async def run_bare(url: str, n: int, state: dict[str, object]) -> int:
     async with client.stream("POST", "/v1/chat/completions", content=content, headers=headers) as r:
         async for chunk in r.aiter_bytes():
             buf += chunk
-            while (i := buf.find(b"\n\n")) >= 0:
-                line, buf = buf[:i], buf[i + 2 :]
+            start = 0
+            while (i := buf.find(b"\n\n", start)) >= 0:
+                line = buf[start:i]
+                start = i + 2
                 if line.startswith(b"data: {"):
                     choices = orjson.loads(line[6:])["choices"]
                     if choices and choices[0]["delta"].get("content"):
                         count += 1
+            buf = buf[start:]
     return count
 
 
