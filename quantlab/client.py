@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import itertools
 import os
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -185,15 +187,22 @@ class LaneClient:
         read_timeout: float = 120.0,
         connect_timeout: float = 10.0,
         total_timeout: float | None = None,
+        max_connections: int = 64,
     ) -> None:
         self.endpoint = endpoint
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
+        base = endpoint.base_url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=endpoint.base_url.rstrip("/"),
+            base_url=base,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            # An HTTP(S)_PROXY meant for the internet must not capture a server on this
+            # machine (httpx does not exempt loopback by itself).
+            trust_env=not _is_loopback(urlsplit(base).hostname),
         )
 
     @property
@@ -511,6 +520,15 @@ def with_system_prompt(messages: Messages, params: SamplingParams) -> Messages:
     if params.system_prompt and not (msgs and msgs[0].get("role") == "system"):
         msgs.insert(0, {"role": "system", "content": params.system_prompt})
     return msgs
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host == "localhost":
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _int(v: Any) -> int | None:

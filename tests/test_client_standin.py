@@ -315,3 +315,14 @@ async def test_exchange_records_messages_as_sent_and_a_raising_on_text_is_a_valu
     a, b = ex.results["a"], ex.results["b"]
     assert a.error is not None and a.error.kind == "protocol" and "widget gone" in a.error.message
     assert b.ok and b.text == "Hello, world!"
+
+
+async def test_a_proxy_in_the_environment_does_not_capture_a_loopback_server(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, dead)
+    async with client_for(standin) as c:
+        r = await c.chat(HELLO, PARAMS)
+    assert r.ok, r.error
