@@ -114,8 +114,17 @@ def _describe(exc: BaseException) -> str:
 class _Stream:
     """Per-request state for the rare events; the hot loop keeps its own locals."""
 
-    __slots__ = ("arrivals", "done", "error", "finish", "model", "on_text", "parts", "timings")
-    __slots__ += ("usage",)
+    __slots__ = (
+        "arrivals",
+        "done",
+        "error",
+        "finish",
+        "model",
+        "on_text",
+        "parts",
+        "timings",
+        "usage",
+    )
 
     def __init__(self, on_text: Callable[[str], None] | None) -> None:
         self.arrivals: list[int] = []
@@ -127,6 +136,36 @@ class _Stream:
         self.timings: dict[str, Any] | None = None
         self.error: LaneError | None = None
         self.model: str | None = None
+
+    def whole_answer(self, body: bytes, now: int) -> None:
+        """A non-streamed chat completion: the whole text arrives as one chunk."""
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self.error = LaneError("protocol", f"answer is neither SSE nor JSON: {body[:120]!r}")
+            return
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            self.error = _error_from_object(obj) if isinstance(obj, dict) else None
+            if self.error is None:
+                self.error = LaneError("protocol", f"no choices in the answer: {body[:120]!r}")
+            return
+        message = choices[0].get("message") or {}
+        text = message.get("content") if isinstance(message, dict) else None
+        if isinstance(text, str) and text:
+            self.arrivals.append(now)
+            self.parts.append(text)
+            if self.on_text is not None:
+                self.on_text(text)
+        if choices[0].get("finish_reason") is not None:
+            self.finish = str(choices[0]["finish_reason"])
+        self.done = True
+        if isinstance(obj.get("usage"), dict):
+            self.usage = obj["usage"]
+        if isinstance(obj.get("timings"), dict):
+            self.timings = obj["timings"]
+        if isinstance(obj.get("model"), str):
+            self.model = obj["model"]
 
     def event(self, payload: bytes, now: int) -> bool:
         """Apply any event the fast path did not take. Returns True to stop reading."""
@@ -143,10 +182,13 @@ class _Stream:
             self.error = LaneError("protocol", f"data line is not a JSON object: {obj!r:.120}")
             return True
         choices = obj.get("choices")
-        if choices is None or not isinstance(choices, list):
+        if not isinstance(choices, list):
             err = _error_from_object(obj)
             if err is not None:
                 self.error = err
+                return True
+            if choices is not None:
+                self.error = LaneError("protocol", f"'choices' is not a list: {choices!r:.120}")
                 return True
         if self.model is None and isinstance(obj.get("model"), str):
             self.model = obj["model"]
@@ -157,7 +199,7 @@ class _Stream:
                 return True
             delta = choice.get("delta") or {}
             text = delta.get("content") if isinstance(delta, dict) else None
-            if text:
+            if text and isinstance(text, str):
                 self.arrivals.append(now)
                 self.parts.append(text)
                 if self.on_text is not None:
@@ -338,10 +380,10 @@ class LaneClient:
         last = t0
         try:
             if self.total_timeout is None:
-                last = await self._stream(content, st, t0, result)
+                last = await self._stream(content, st, t0)
             else:
                 async with asyncio.timeout(self.total_timeout):
-                    last = await self._stream(content, st, t0, result)
+                    last = await self._stream(content, st, t0)
         except TimeoutError:
             last = time.perf_counter_ns()
             st.error = LaneError("timeout", f"no complete answer within {self.total_timeout:g} s")
@@ -371,7 +413,7 @@ class LaneClient:
         self._finish(result, st, t0, last)
         return result
 
-    async def _stream(self, content: bytes, st: _Stream, t0: int, result: LaneResult) -> int:
+    async def _stream(self, content: bytes, st: _Stream, t0: int) -> int:
         """Send the request and read the stream into ``st``; returns the last byte's time."""
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         headers.update(self._auth())
@@ -388,6 +430,13 @@ class LaneClient:
                     st.error = LaneError("context", msg, resp.status_code)
                 else:
                     st.error = LaneError("http", msg, resp.status_code)
+                return last
+            ctype = resp.headers.get("content-type", "")
+            if "json" in ctype and "event-stream" not in ctype:
+                # A server that ignored stream=true and sent the whole answer at once.
+                body = await resp.aread()
+                last = time.perf_counter_ns()
+                st.whole_answer(body, last)
                 return last
             enc = resp.headers.get("content-encoding", "identity").lower()
             # The transport's own iterator: one Python layer fewer per chunk than
@@ -462,8 +511,10 @@ class LaneClient:
         elif arrivals:
             t.output_tokens = len(arrivals)
             t.tokens_counted = True
-        if arrivals and t.output_tokens and t.output_tokens > 1 and last > arrivals[0]:
-            t.tokens_per_s = round((t.output_tokens - 1) / ((last - arrivals[0]) / 1e9), 3)
+        # A failed lane's "last" is when it failed; its rate counts up to its last token.
+        end = last if st.error is None or not arrivals else arrivals[-1]
+        if arrivals and t.output_tokens and t.output_tokens > 1 and end > arrivals[0]:
+            t.tokens_per_s = round((t.output_tokens - 1) / ((end - arrivals[0]) / 1e9), 3)
 
     # ---------------------------------------------------------------- tokens
 

@@ -73,6 +73,8 @@ class Reply:
     crlf: end lines with CRLF instead of LF.
     bulk: put all events written at once into one HTTP chunk (as a coalescing proxy or a
         fast server does) instead of one HTTP chunk per event (uvicorn, vLLM's server).
+    whole: answer with one non-streamed chat.completion JSON even when asked to stream
+        (not vLLM: some other OpenAI-compatible servers do this).
     """
 
     tokens: Sequence[str] = ("Hello", ",", " world", "!")
@@ -88,6 +90,7 @@ class Reply:
     ping_every_s: float | None = None
     crlf: bool = False
     bulk: bool = False
+    whole: bool = False
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -311,8 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send(400, self._error_body(msg, "BadRequestError", 400))
             return
-        if not body.get("stream"):
-            self._send(400, self._error_body("the stand-in only streams", "BadRequestError", 400))
+        if reply.whole or not body.get("stream"):
+            self._whole(reply, body, n_prompt)
             return
 
         self.send_response(200)
@@ -329,6 +332,19 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with s._lock:
                 s.counters.running -= 1
+
+    def _whole(self, reply: Reply, body: dict[str, Any], n_prompt: int) -> None:
+        """A non-streamed chat.completion (what some servers send even for stream=true)."""
+        tokens = reply.content()[: int(body.get("max_tokens") or 16)]
+        finish = "length" if len(tokens) < len(reply.content()) else reply.finish_reason
+        n_out = len(tokens) + (1 if finish == "stop" else 0)
+        message = {"role": "assistant", "content": "".join(tokens)}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        usage = {"prompt_tokens": n_prompt, "total_tokens": n_prompt + n_out}
+        usage["completion_tokens"] = n_out
+        obj = {"id": "chatcmpl-whole", "object": "chat.completion", "created": int(time.time())}
+        obj |= {"model": self.server_ref.model, "choices": [choice], "usage": usage}
+        self._send(200, _dumps(obj))
 
     def _stream(self, reply: Reply, body: dict[str, Any], n_prompt: int) -> None:
         s = self.server_ref

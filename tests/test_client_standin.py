@@ -326,3 +326,13 @@ async def test_a_proxy_in_the_environment_does_not_capture_a_loopback_server(
     async with client_for(standin) as c:
         r = await c.chat(HELLO, PARAMS)
     assert r.ok, r.error
+
+
+async def test_a_server_that_ignores_stream_true_still_gives_an_answer(standin: StandIn) -> None:
+    standin.script = Reply(tokens=["All", " at", " once"], whole=True)
+    seen: list[str] = []
+    async with client_for(standin) as c:
+        r = await c.chat(HELLO, PARAMS, on_text=seen.append)
+    assert r.ok, r.error
+    assert (r.text, r.finish_reason, r.timing.output_tokens) == ("All at once", "stop", 4)
+    assert seen == ["All at once"] and r.timing.ttft_ms == r.timing.e2e_ms
