@@ -109,12 +109,14 @@ class Conversation:
     send from the current params, so changing it applies to the next prompt.
     """
 
-    def __init__(self, lanes: Iterable[str]) -> None:
-        self.lanes: list[str] = list(lanes)
+    def __init__(self, lanes: Iterable[str | LaneClient]) -> None:
+        self.lanes: list[str] = [x if isinstance(x, str) else x.name for x in lanes]
         self.histories: dict[str, list[dict[str, str]]] = {n: [] for n in self.lanes}
 
     @classmethod
-    def from_exchanges(cls, lanes: Iterable[str], exchanges: Iterable[Exchange]) -> Conversation:
+    def from_exchanges(
+        cls, lanes: Iterable[str | LaneClient], exchanges: Iterable[Exchange]
+    ) -> Conversation:
         """Rebuild the histories from a reopened session's exchanges, in order."""
         conv = cls(lanes)
         for ex in exchanges:

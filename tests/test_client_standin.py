@@ -242,11 +242,13 @@ async def test_conversation_keeps_each_lanes_own_history() -> None:
         StandIn([Reply(tokens=["B1"]), Reply(fault="http500"), Reply(tokens=["B3"])]) as b,
     ):
         clients = [client_for(a, "a"), client_for(b, "b")]
-        conv = Conversation(["a", "b"])
+        conv = Conversation(clients)
         params = SamplingParams(system_prompt="sys")
+        exchanges = []
         for prompt in ("one", "two", "three"):
             ex = await fanout(clients, conv.messages_for(prompt, params), params, prompt=prompt)
             conv.record(ex)
+            exchanges.append(ex)
         for c in clients:
             await c.aclose()
     sys_msg = {"role": "system", "content": "sys"}
@@ -263,6 +265,8 @@ async def test_conversation_keeps_each_lanes_own_history() -> None:
         {"role": "user", "content": "three"},
     ]
     assert conv.turns == {"a": 3, "b": 2}
+    # A reopened session rebuilds the same histories from its exchanges.
+    assert Conversation.from_exchanges(["a", "b"], exchanges).histories == conv.histories
     conv.reset()
     assert conv.messages_for("new", SamplingParams()) == {
         "a": [{"role": "user", "content": "new"}],
