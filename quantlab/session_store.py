@@ -1,0 +1,528 @@
+"""Writing a session: every change is one journal record, durable when the call returns.
+
+:class:`SessionStore` is the only writer of a session file. Each change (an exchange, one
+lane's result, an annotation, a finding's status, telemetry points…) is appended to
+``X.json.journal`` as one JSON line with a single ``write`` (and, by default, an
+``fdatasync``) before the call returns. The snapshot ``X.json`` is rewritten atomically
+(temp file, fsync, rename) when the journal has grown past half the snapshot's size (at
+least ``compact_min_bytes``), when the session is reopened, and at :meth:`close`, which
+also removes the journal: a closed session is one plain JSON file. See
+:mod:`quantlab.session` for the format and ``benchmarks/session_write.py`` for why a
+journal and not a rewrite per exchange.
+
+A lock file (``X.json.lock``, ``flock``) keeps two writers off one session; readers
+(:func:`load_session`, :class:`SessionFollower`) never lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import orjson
+
+from quantlab import __version__
+from quantlab.records import Annotation, Endpoint, Exchange, LaneResult, new_id
+from quantlab.session_file import (
+    FINDING_STATUSES,
+    JOURNAL_SCHEMA,
+    SCHEMA,
+    Session,
+    SessionError,
+    apply_record,
+    journal_path,
+    load_with_info,
+    snapshot_path,
+)
+from quantlab.session_secrets import redact, scrub, secret_values
+
+try:  # POSIX; elsewhere two writers on one file are not prevented
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: "fsync": each record reaches the disk before the call returns (survives a power cut).
+#: "os": each record reaches the kernel before the call returns (survives kill -9 and a
+#: dropped SSH link, which only end the process, not a power cut); no fsync at all.
+Durability = Literal["fsync", "os"]
+
+_DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(obj: Any) -> Any:
+    """What orjson cannot write by itself: numpy scalars, paths, sets, records."""
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"cannot write a {type(obj).__name__} into a session file")
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=_DUMPS_OPTS)
+
+
+def _sync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Replace ``path`` by ``data`` so that a reader (or a crash) sees the old file or the
+    new one, never a mix: write a temp file beside it, fsync, rename over."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{new_id()[:6]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            _write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _acquire_lock(path: Path) -> int | None:
+    """An exclusive flock on ``X.json.lock``; the lock dies with the process (kill -9)."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    lp = lock_path(path)
+    for _ in range(5):
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SessionError(
+                f"{path}: another quantlab process (pid {holder}) is writing this session; "
+                "open it read-only (follow it) or pick another file"
+            ) from None
+        try:  # the holder may have unlinked the file between our open and our lock
+            same = os.stat(lp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+    raise SessionError(f"{path}: could not lock the session (lock file keeps changing)")
+
+
+def _release_lock(path: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(lock_path(path))  # while still held: nobody can have locked this inode
+    os.close(fd)
+
+
+class SessionStore:
+    """The writer of one session file. Use :meth:`open`; every method is durable on return
+    and safe to call from several threads (one lock). Calls take tens of µs plus one
+    fdatasync (see ``benchmarks/session_write.py``); from an asyncio loop either call them
+    directly or through ``asyncio.to_thread`` when the disk is slow."""
+
+    def __init__(
+        self,
+        path: Path,
+        session: Session,
+        *,
+        durability: Durability,
+        compact_min_bytes: int,
+        lock_fd: int | None,
+    ) -> None:
+        self.path = path
+        self.journal_path = journal_path(path)
+        self.session = session
+        self.durability: Durability = durability
+        self.compact_min_bytes = compact_min_bytes
+        self._lock = threading.RLock()
+        self._lock_fd = lock_fd
+        self._jfd: int | None = None
+        self._journal_bytes = 0
+        self._snapshot_bytes = 0
+        self._records_since_compaction = 0
+        self._ex_json: dict[str, bytes] = {}  # exchange id -> its JSON, reused by snapshots
+        self._secret_env: set[str] = set()
+        self._secrets: list[bytes] = []
+        self._refresh_secrets()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        endpoints: Iterable[Endpoint] | None = None,
+        machine: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        durability: Durability = "fsync",
+        compact_min_bytes: int = 1 << 20,
+    ) -> SessionStore:
+        """Create the session at ``path`` (and its folders), or reopen it to append.
+
+        Reopening replays the journal a crash may have left and folds it into a fresh
+        snapshot first. ``endpoints`` are merged by name (lanes of earlier exchanges stay),
+        ``machine`` and ``meta`` are merged key by key. Raises :class:`SessionError` when the
+        file is not a session (it is never overwritten) or another process writes it.
+        """
+        if durability not in ("fsync", "os"):
+            raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
+        p = snapshot_path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SessionError(f"{p.parent}: cannot create the folder ({exc.strerror})") from None
+        lock_fd = _acquire_lock(p)
+        try:
+            journal_damaged = False
+            if p.exists():
+                session, info = load_with_info(p)
+                journal_damaged = info.journal_damaged
+            elif journal_path(p).exists():
+                raise SessionError(
+                    f"{p}: missing, but its journal {journal_path(p).name} is there; move the "
+                    "journal away or restore the session file before writing to it"
+                )
+            else:
+                session = Session(path=p)
+            store = cls(
+                p,
+                session,
+                durability=durability,
+                compact_min_bytes=compact_min_bytes,
+                lock_fd=lock_fd,
+            )
+            with store._lock:
+                if endpoints is not None:
+                    store._merge_endpoints_in_memory(endpoints)
+                if machine:
+                    session.machine.update(scrub(dict(machine)))
+                if meta:
+                    session.meta.update(scrub(dict(meta)))
+                store._remove_stale_temps()
+                if journal_damaged and store.journal_path.exists():
+                    aside = store.journal_path.with_name(
+                        f"{store.journal_path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+                    )
+                    os.replace(store.journal_path, aside)
+                    session.notes.append(f"kept the damaged journal as {aside.name}")
+                store._compact()
+            return store
+        except BaseException:
+            _release_lock(p, lock_fd)
+            raise
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files a killed writer left behind (we hold the lock: none is in use)."""
+        prefixes = (f".{self.path.name}.tmp-", f".{self.journal_path.name}.tmp-")
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path.parent):
+                if entry.name.startswith(prefixes):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+    # ------------------------------------------------------------------ public writes
+
+    def append_exchange(self, exchange: Exchange) -> None:
+        """Save a whole exchange (all its lanes as they are now). An exchange with an id
+        already in the session replaces it (same as :meth:`update_exchange`)."""
+        data = dumps(exchange.to_dict())
+        with self._lock:
+            data = redact(data, self._secrets)
+            self._write("exchange", {"exchange": orjson.Fragment(data)})
+            self._ex_json[exchange.id] = data
+            if self._has_statuses(exchange.id):
+                self._ex_json.pop(exchange.id, None)  # statuses re-applied: JSON differs
+
+    update_exchange = append_exchange
+
+    def save_lane(self, exchange: Exchange, lane: str, result: LaneResult | None = None) -> None:
+        """Save one lane's result the moment it completes, before the other lanes finish.
+
+        The first lane saved for an exchange writes the exchange with that lane only (other
+        lanes still streaming are not saved half-done); later lanes add their result.
+        ``result`` defaults to ``exchange.results[lane]``. Call :meth:`update_exchange`
+        afterwards for exchange-wide changes (wall time, findings).
+        """
+        if result is None:
+            try:
+                result = exchange.results[lane]
+            except KeyError:
+                msg = f"exchange {exchange.id} has no result for lane {lane!r}"
+                raise ValueError(msg) from None
+        with self._lock:
+            if self.session.exchange(exchange.id) is None:
+                d = exchange.to_dict()
+                d["results"] = {lane: result.to_dict()}
+                data = redact(dumps(d), self._secrets)
+                self._write("exchange", {"exchange": orjson.Fragment(data)})
+                self._ex_json.pop(exchange.id, None)
+            else:
+                self._write(
+                    "lane", {"exchange_id": exchange.id, "lane": lane, "result": result.to_dict()}
+                )
+                self._ex_json.pop(exchange.id, None)
+
+    def add_annotation(self, annotation: Annotation) -> None:
+        """Save an annotation; one whose id is already there is replaced (an edit)."""
+        with self._lock:
+            self._write("annotation", {"annotation": annotation.to_dict()})
+
+    def remove_annotation(self, annotation_id: str) -> None:
+        with self._lock:
+            if self.session.annotation(annotation_id) is None:
+                raise ValueError(f"no annotation {annotation_id} in this session")
+            self._write("annotation_removed", {"id": annotation_id})
+
+    def set_finding_status(self, exchange_id: str, lane: str, detector: str, status: str) -> None:
+        """Record a person's verdict on a detector's finding: "confirmed", "dismissed" or
+        back to "open". Applies to every finding of ``detector`` on that lane."""
+        if status not in FINDING_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINDING_STATUSES)}, not {status!r}")
+        with self._lock:
+            ex = self.session.exchange(exchange_id)
+            if ex is None:
+                raise ValueError(f"no exchange {exchange_id} in this session")
+            if lane not in ex.results:
+                raise ValueError(f"exchange {exchange_id} has no lane {lane!r}")
+            if not any(f.detector == detector for f in ex.results[lane].findings):
+                msg = f"lane {lane!r} of exchange {exchange_id} has no {detector} finding"
+                raise ValueError(msg)
+            change = {
+                "exchange_id": exchange_id,
+                "lane": lane,
+                "detector": detector,
+                "status": status,
+                "time": time.time(),
+            }
+            self._write("finding_status", {"change": change})
+            self._ex_json.pop(exchange_id, None)
+
+    def add_telemetry(self, points: list[dict[str, Any]], *, sync: bool = False) -> None:
+        """Append telemetry trace points (small dicts, e.g. one per second per GPU).
+
+        Not fsynced by default: the points reach the kernel (they survive kill -9) and the
+        next synced record carries them to disk; pass ``sync=True`` to force it."""
+        if not points:
+            return
+        with self._lock:
+            self._write("telemetry", {"points": list(points)}, sync=sync)
+
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
+        """Record the endpoints (merged by name: lanes of earlier exchanges stay)."""
+        eps = list(endpoints)
+        with self._lock:
+            self._refresh_secrets(eps)
+            self._write("endpoints", {"endpoints": [_endpoint_dict(e) for e in eps]})
+
+    def set_machine(self, machine: Mapping[str, Any]) -> None:
+        """Merge machine facts (host, CPU, RAM, GPUs…) key by key."""
+        with self._lock:
+            self._write("machine", {"machine": scrub(dict(machine))})
+
+    def update_meta(self, meta: Mapping[str, Any]) -> None:
+        """Merge ``meta`` (run config, notes…) key by key; secret-named keys are dropped."""
+        with self._lock:
+            self._write("meta", {"meta": scrub(dict(meta))})
+
+    def compact(self) -> None:
+        """Fold the journal into a fresh snapshot now (also done automatically)."""
+        with self._lock:
+            self._check_open()
+            self._compact()
+
+    def close(self) -> None:
+        """Write the final snapshot, remove the journal and the lock. Idempotent."""
+        with self._lock:
+            if self._jfd is None:
+                return
+            try:
+                self._compact(final=True)
+            finally:
+                if self._jfd is not None:
+                    os.close(self._jfd)
+                    self._jfd = None
+                _release_lock(self.path, self._lock_fd)
+                self._lock_fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._jfd is None
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._jfd is None:
+            raise SessionError(f"{self.path}: the session store is closed")
+
+    def _has_statuses(self, exchange_id: str) -> bool:
+        return any(c.get("exchange_id") == exchange_id for c in self.session.finding_status)
+
+    def _refresh_secrets(self, endpoints: Iterable[Endpoint] = ()) -> None:
+        self._secret_env.update(e.api_key_env for e in self.session.endpoints if e.api_key_env)
+        self._secret_env.update(e.api_key_env for e in endpoints if e.api_key_env)
+        self._secrets = secret_values(sorted(self._secret_env))
+
+    def _merge_endpoints_in_memory(self, endpoints: Iterable[Endpoint]) -> None:
+        eps = list(endpoints)
+        self._refresh_secrets(eps)
+        apply_record(
+            self.session,
+            {"op": "endpoints", "endpoints": [_endpoint_dict(e) for e in eps]},
+        )
+
+    def _write(self, op: str, fields: dict[str, Any], *, sync: bool = True) -> None:
+        """Append one record, make it durable, then apply it (as parsed back from the
+        bytes written, so memory holds exactly what a reload would)."""
+        self._check_open()
+        assert self._jfd is not None
+        seq = self.session.journal_seq + 1
+        line = dumps({"seq": seq, "op": op, **fields}) + b"\n"
+        try:
+            line = redact(line, self._secrets)
+        except ValueError as exc:
+            raise SessionError(f"{self.path}: not saved: {exc}") from None
+        rec = orjson.loads(line)
+        start = self._journal_bytes
+        try:
+            _write_all(self._jfd, line)
+            if sync and self.durability == "fsync":
+                _sync(self._jfd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # leave no half record for the next one
+                os.ftruncate(self._jfd, start)
+            raise SessionError(
+                f"{self.journal_path}: could not write ({exc.strerror}); this {op} was not saved"
+            ) from None
+        self._journal_bytes += len(line)
+        self._records_since_compaction += 1
+        apply_record(self.session, rec)
+        self.session.journal_seq = seq
+        if self._journal_bytes >= max(self.compact_min_bytes, self._snapshot_bytes // 2):
+            try:
+                self._compact()
+            except SessionError as exc:  # the record itself is safe in the journal
+                if str(exc) not in self.session.notes:
+                    self.session.notes.append(str(exc))
+
+    def _snapshot(self) -> bytes:
+        s = self.session
+        s.updated_at = time.time()
+        exchanges = []
+        for ex in s.exchanges:
+            data = self._ex_json.get(ex.id)
+            if data is None:
+                data = dumps(ex.to_dict())
+                self._ex_json[ex.id] = data
+            exchanges.append(orjson.Fragment(data))
+        doc = {
+            "schema": SCHEMA,
+            "quantlab_version": __version__,
+            "session": s.id,
+            "created_at": s.created_at,
+            "updated_at": s.updated_at,
+            "journal_seq": s.journal_seq,
+            "endpoints": [_endpoint_dict(e) for e in s.endpoints],
+            "machine": scrub(s.machine),
+            "meta": scrub(s.meta),
+            "exchanges": exchanges,
+            "annotations": [a.to_dict() for a in s.annotations],
+            "finding_status": s.finding_status,
+            "telemetry": s.telemetry,
+        }
+        return redact(dumps(doc), self._secrets)
+
+    def _compact(self, *, final: bool = False) -> None:
+        """Snapshot first, then a fresh journal (or none, at close). A crash between the
+        two leaves an old journal whose records the snapshot already holds: skipped by seq."""
+        fsync = self.durability == "fsync"
+        snap = self._snapshot()
+        try:
+            atomic_write(self.path, snap, fsync=fsync)
+            if final:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.journal_path)
+                if fsync:
+                    _fsync_dir(self.path.parent)
+                new_fd = None
+            else:
+                header = dumps(
+                    {
+                        "journal": JOURNAL_SCHEMA,
+                        "session": self.session.id,
+                        "base_seq": self.session.journal_seq,
+                        "created_at": time.time(),
+                    }
+                )
+                atomic_write(self.journal_path, header + b"\n", fsync=fsync)
+                new_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SessionError(f"{self.path}: could not write the snapshot ({exc})") from None
+        if self._jfd is not None:
+            os.close(self._jfd)
+        self._jfd = new_fd
+        self._snapshot_bytes = len(snap)
+        self._journal_bytes = 0 if final else len(header) + 1
+        self._records_since_compaction = 0
+
+
+def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
+    """An endpoint as written: secret-named fields dropped, URL credentials cut out."""
+    return scrub(e.to_dict())
+
+
+__all__ = ["Durability", "SessionStore", "atomic_write", "dumps"]
