@@ -24,6 +24,7 @@ from quantlab.session_file import (
     SessionError,
     apply_lines,
     decode_snapshot,
+    gc_paused,
     journal_path,
     replay_journal,
     snapshot_path,
@@ -133,6 +134,10 @@ class SessionFollower:
     def _reload(self) -> Session:
         """Journal first, then snapshot: a snapshot read after the journal was opened is
         at least as new as that journal's base, so no record can fall in between."""
+        with gc_paused():
+            return self._reload_once()
+
+    def _reload_once(self) -> Session:
         self.close()
         self._ino = None
         self._offset = 0
