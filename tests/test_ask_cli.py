@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from quantlab.records import Endpoint
 
@@ -52,14 +53,14 @@ def test_json_answer_of_both_lanes(local_pair: list[Endpoint]) -> None:
     out = json.loads(p.stdout)  # exactly one JSON object on stdout
     assert set(out) == {"wall_ms", "lanes"}
     assert [lane["name"] for lane in out["lanes"]] == [e.name for e in local_pair]
-    for lane in out["lanes"]:
+    for lane, ep in zip(out["lanes"], local_pair, strict=True):
         assert set(lane) == LANE_KEYS
+        assert lane["model"] == ep.model  # learned by discovery: the flags give no model
         assert lane["error"] is None and lane["text"]
         assert lane["finish_reason"] in ("stop", "length")
         assert lane["output_tokens"] == lane["usage"]["completion_tokens"] <= 24
         assert 0 < lane["ttft_ms"] <= lane["e2e_ms"] <= out["wall_ms"]
         assert len(lane["itl_ms"]) >= 1 and lane["tokens_per_s"] > 0
-        assert lane["model"].endswith(".gguf")  # filled by discovery
 
 
 def test_a_lane_that_is_down_fails_the_command_but_not_the_other_lane(
@@ -104,3 +105,19 @@ def test_bad_input_is_a_message_and_status_2() -> None:
     assert "expected NAME=URL" in p.stderr and "Traceback" not in p.stderr
     p = ask("--endpoint", "a=http://127.0.0.1:1", "--max-tokens", "0", "hi")
     assert p.returncode == 2 and "--max-tokens" in p.stderr
+
+
+def test_session_flag_appends_each_exchange(local_pair: list[Endpoint], tmp_path: Path) -> None:
+    from quantlab.session import load_session
+
+    path = tmp_path / "asks.json"
+    for prompt in ("Name a planet.", "Name a river."):
+        p = ask("--json", "--max-tokens", "8", "--session", str(path), *flags(local_pair), prompt)
+        assert p.returncode == 0, p.stderr
+    session = load_session(path)
+    names = [e.name for e in local_pair]
+    assert [e.name for e in session.endpoints] == names
+    assert [ex.prompt for ex in session.exchanges] == ["Name a planet.", "Name a river."]
+    for ex in session.exchanges:
+        assert ex.source == "ask" and list(ex.results) == names
+        assert all(r.ok and r.text for r in ex.results.values())

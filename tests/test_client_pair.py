@@ -32,12 +32,14 @@ def metric(text: str, name: str) -> float:
     return float(m.group(1))
 
 
-async def test_discover_fills_backend_model_and_context(clients: list[LaneClient]) -> None:
-    for c, quant in zip(clients, ("BF16", "Q4_0"), strict=True):
+async def test_discover_fills_backend_model_and_context(
+    clients: list[LaneClient], local_pair: list[Endpoint]
+) -> None:
+    for c, quant, given in zip(clients, ("BF16", "Q4_0"), local_pair, strict=True):
         c.endpoint.model = None
         ep = await c.discover()
         assert (ep.status, ep.backend, ep.quantization) == ("ok", "llama.cpp", quant)
-        assert ep.model and ep.model.endswith(".gguf")
+        assert ep.model == given.model
         assert ep.max_context is not None and ep.max_context >= 512
         assert ep.server_version and ep.slots is not None and ep.slots >= 1
 

@@ -61,12 +61,23 @@ def _params(args: argparse.Namespace, base: SamplingParams) -> SamplingParams:
     return p
 
 
-def _progress(*args: Any, **kwargs: Any) -> None:
-    """Local-pair start-up progress goes to stderr, so stdout stays one JSON object."""
-    text = " ".join(str(a) for a in args)
-    if kwargs:
-        text += " " + " ".join(f"{k}={v}" for k, v in kwargs.items())
-    print(f"quantlab: {text}", file=sys.stderr, flush=True)
+class _Progress:
+    """Local-pair start-up progress on stderr (stdout stays one JSON object); the display
+    is the local pair's own, loaded only when the pair is actually started."""
+
+    def __init__(self) -> None:
+        self._display: Any = None
+
+    def __call__(self, message: str, fraction: float | None = None) -> None:
+        if self._display is None:
+            from quantlab.localpair import TextProgress
+
+            self._display = TextProgress()
+        self._display(message, fraction)
+
+    def close(self) -> None:
+        if self._display is not None:
+            self._display.close()
 
 
 async def ask(
@@ -90,13 +101,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         print("quantlab ask: --timeout must be above 0", file=sys.stderr)
         return 2
+    progress = _Progress()
     try:
         config = load_config(args.config)
         params = _params(args, config.sampling)
-        with resolve_endpoints(args, config, progress=_progress) as setup:
+        with resolve_endpoints(args, config, progress=progress) as setup:
+            progress.close()
             exchange = asyncio.run(ask(setup.endpoints, prompt, params, args.timeout))
             endpoints = setup.endpoints
     except ConfigError as exc:
+        progress.close()
         print(f"quantlab ask: {exc}", file=sys.stderr)
         return 2
     if args.session:
