@@ -1,0 +1,165 @@
+"""kill -9 a real writer process at random moments: the session must always load and hold
+everything whose save had returned; a follower in another process sees it all, live."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from quantlab.session import SessionFollower, load_session
+
+WRITER = Path(__file__).with_name("session_writer_proc.py")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Writer:
+    """The writer subprocess, its printed lines collected by a thread."""
+
+    def __init__(self, path: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WRITER), str(path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode().strip())
+
+    def wait_for(self, line: str, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while line not in self.lines:
+            if self.proc.poll() is not None and line not in self.lines:
+                self._thread.join(5)
+                if line in self.lines:
+                    return
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"writer exited before {line!r}: {err}")
+            assert time.monotonic() < end, f"no {line!r} from the writer"
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._thread.join(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def saved(self, kind: str) -> list[str]:
+        return [ln.split(" ", 1)[1] for ln in self.lines if ln.startswith(kind + " ")]
+
+
+def _in_flight_ok(extra: set[str], tag: str, printed: list[str]) -> bool:
+    """An item in the file that was never reported must be the one save in flight."""
+    nxt = f"{tag}-{len(printed)}"
+    return extra <= {nxt}
+
+
+def test_kill_9_at_random_moments_loses_nothing_that_returned(tmp_path: Path) -> None:
+    rng = random.Random(20261125)
+    path = tmp_path / "sessions" / "crash.json"
+    must_have: dict[str, set[str]] = {"ex": set(), "ann": set(), "fs": set(), "tel": set()}
+    rounds = 7
+    for r in range(rounds):
+        tag = f"r{r}"
+        w = Writer(
+            path,
+            "--tag",
+            tag,
+            "--durability",
+            "fsync" if r % 2 == 0 else "os",
+            "--compact-bytes",
+            str(rng.choice([16 * 1024, 64 * 1024])),  # compactions often: kills land in them
+        )
+        w.wait_for("ready")
+        time.sleep(rng.uniform(0.05, 0.7))
+        w.kill()
+        printed = w.saved("ex")
+        assert printed, "the writer saved nothing before the kill: the test proves nothing"
+        for kind in must_have:
+            must_have[kind].update(w.saved(kind))
+
+        s = load_session(path)  # must load, every time
+        ids = {ex.id for ex in s.exchanges}
+        assert must_have["ex"] <= ids, f"round {r}: lost {must_have['ex'] - ids}"
+        extra = {i for i in ids - must_have["ex"] if i.startswith(tag + "-")}
+        assert _in_flight_ok(extra, tag, printed), f"round {r}: unexpected {extra}"
+        for ex_id in must_have["ex"]:  # whole exchanges: every lane that was saved
+            ex = s.exchange(ex_id)
+            assert ex is not None and set(ex.results) == {"bf16", "q4_0"}
+        assert must_have["ann"] <= {a.id for a in s.annotations}
+        for ex_id in must_have["fs"]:
+            ex = s.exchange(ex_id)
+            assert ex is not None and ex.results["q4_0"].findings[0].status == "confirmed"
+        assert must_have["tel"] <= {p["t"] for p in s.telemetry}
+        notes = [n for n in s.notes if "incomplete last record" not in n]
+        assert notes == [], notes  # at most a torn last line, nothing else
+
+    # A kill while the writer is starting (importing, or folding the journal on reopen).
+    for delay in (0.0, 0.15, 0.3):
+        w = Writer(path, "--tag", f"start{delay}")
+        time.sleep(delay)
+        w.kill()
+        s = load_session(path)
+        assert must_have["ex"] <= {ex.id for ex in s.exchanges}
+
+    # A clean run at the end folds everything into the one file and removes the journal.
+    w = Writer(path, "--tag", "last", "--count", "3")
+    assert w.proc.wait(60) == 0
+    w.kill()  # (already exited) collects its output
+    assert any(ln.startswith("closed") for ln in w.lines)
+    s = load_session(path)
+    assert must_have["ex"] <= {ex.id for ex in s.exchanges}
+    assert not path.with_name("crash.json.journal").exists()
+    assert s.notes == []
+
+
+def test_follower_in_another_process_sees_everything_live(tmp_path: Path) -> None:
+    path = tmp_path / "live.json"
+    w = Writer(
+        path,
+        "--tag",
+        "f",
+        "--mode",
+        "append",
+        "--count",
+        "150",
+        "--delay",
+        "0.004",
+        "--compact-bytes",
+        str(32 * 1024),
+    )
+    w.wait_for("ready")
+    follower = SessionFollower(path)
+    seen: list[str] = []
+    resets = 0
+    polls_with_news = 0
+    while w.proc.poll() is None:
+        u = follower.poll()
+        resets += u.reset
+        polls_with_news += bool(u.exchanges)
+        seen += [ex.id for ex in u.exchanges]
+        time.sleep(0.02)
+    w.kill()  # already gone: collects its output
+    u = follower.poll()
+    seen += [ex.id for ex in u.exchanges]
+    done = [ln for ln in w.lines if ln.startswith("closed")]
+    assert done, w.lines[-3:]
+    compactions = int(done[0].split("=")[1])
+    assert compactions >= 5  # the follower really crossed compactions
+    assert resets == 1  # only the first poll; compactions are diffs, not resets
+    assert polls_with_news > 5  # it followed live, not just at the end
+    assert seen == w.saved("ex")  # every exchange, once each, in order
+    follower.close()
