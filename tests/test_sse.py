@@ -101,3 +101,66 @@ def test_empty_chunks_change_nothing() -> None:
     assert p.feed(b"data: a\n") == []
     assert p.feed(b"") == []
     assert p.feed(b"\n") == [b"a"]
+
+
+@pytest.mark.parametrize(
+    ("stream", "payloads"),
+    [
+        (b'data: {"x":1}\n\n: ping\n\ndata: {"y":2}\n\n', [b'{"x":1}', b'{"y":2}']),
+        (b"data: a\n\n\n\ndata: b\n\n", [b"a", b"b"]),
+        (b'data: {"a":\ndata: 1}\n\ndata: 2\n\n', [b'{"a":\n1}', b"2"]),
+        (b"data: a\n\nevent: x\ndata: b\n\n", [b"a", b"b"]),
+        (b"data: a\n\ndata: [DONE]\n", [b"a", DONE]),
+        (b"data: a\n\ndata: b\n\ndata: c", [b"a", b"b"]),
+    ],
+)
+def test_many_events_in_one_chunk_with_anything_between_them(
+    stream: bytes, payloads: list[bytes]
+) -> None:
+    assert SSEParser().feed(stream) == payloads
+
+
+def reference_parse(stream: bytes) -> list[bytes]:
+    """The SSE spec's algorithm, line by line, slow and plain: what SSEParser must match."""
+    out: list[bytes] = []
+    data: list[bytes] | None = None
+    lines = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    for line in lines[:-1]:  # the last piece has no line end yet
+        if not line:
+            if data is not None:
+                out.append(b"\n".join(data))
+            data = None
+        elif line.startswith(b":"):
+            continue
+        else:
+            name, _, value = line.partition(b":")
+            if name == b"data":
+                value = value[1:] if value.startswith(b" ") else value
+                data = [*(data or []), value]
+    return out
+
+
+def test_random_streams_and_random_cuts_match_the_spec() -> None:
+    import random
+
+    rng = random.Random(20260101)
+    forms = [
+        lambda i: b'data: {"i":%d}\n\n' % i,
+        lambda i: b'data:{"i":%d}\n\n' % i,
+        lambda i: b": ping %d\n\n" % i,
+        lambda i: b"event: e\nid: %d\ndata: %d\n\n" % (i, i),
+        lambda i: b"data: line%d\ndata: more\n\n" % i,
+        lambda i: b"\n",
+    ]
+    for _ in range(300):
+        events = b"".join(rng.choice(forms)(i) for i in range(rng.randint(1, 30)))
+        newline = rng.choice([b"\n", b"\n", b"\r\n", b"\r"])
+        stream = events.replace(b"\n", newline)
+        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 8))))
+        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        p = SSEParser()
+        got = [x for c in chunks for x in p.feed(c)]
+        # A final lone \r is held until the next byte says whether \n follows: flush.
+        assert [*got, *p.flush()] == reference_parse(stream), (stream, cuts)
+        if not stream.endswith(b"\r"):
+            assert p.truncated == b""
