@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -70,7 +71,30 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=_DUMPS_OPTS)
+    """JSON bytes for a session file. Text with lone surrogates (undecodable bytes a server
+    sent) is written with U+FFFD in their place rather than refused; anything else that
+    cannot be written is a :class:`SessionError` raised before a byte is written."""
+    try:
+        return orjson.dumps(obj, default=_default, option=_DUMPS_OPTS)
+    except TypeError as exc:
+        if "surrogates" not in str(exc):
+            raise SessionError(f"cannot write this into a session file: {exc}") from None
+    return orjson.dumps(_without_surrogates(obj), default=_default, option=_DUMPS_OPTS)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_without_surrogates(v) for v in obj]
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return _without_surrogates(obj.to_dict())
+    return obj
 
 
 def exchange_json(ex: Exchange) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import random
 import re
 import shutil
 import threading
@@ -553,3 +554,43 @@ def test_follower_waits_for_a_line_being_written(tmp_path: Path) -> None:
 def test_follower_on_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SessionError, match="no such session file"):
         SessionFollower(tmp_path / "nope.json").poll()
+
+
+def test_any_damage_is_a_session_error_or_a_recovery(tmp_path: Path) -> None:
+    """Random byte damage to the snapshot or the journal: loading either recovers or says
+    what is wrong with a SessionError, never another exception."""
+    path = tmp_path / "live" / "s.json"
+    store = SessionStore.open(path, endpoints=endpoints(), meta={"k": [1, 2]})
+    for i in range(3):
+        store.append_exchange(make_exchange(i))
+    store.compact()
+    store.add_annotation(Annotation(store.session.exchanges[0].id, "*", ["other"]))
+    store.append_exchange(make_exchange(5))
+    crashed = crash_image(path, tmp_path / "crashed")
+    store.close()
+    originals = {p: p.read_bytes() for p in (crashed, journal_path(crashed))}
+    rng = random.Random(5)
+    outcomes = {"error": 0, "loaded": 0}
+    for _ in range(200):
+        target = rng.choice(list(originals))
+        data = bytearray(originals[target])
+        how = rng.randrange(4)
+        at = rng.randrange(len(data))
+        if how == 0:
+            del data[at:]
+        elif how == 1:
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif how == 2:
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        else:
+            del data[at : at + rng.randint(1, 200)]
+        target.write_bytes(bytes(data))
+        try:
+            load_session(crashed)
+            outcomes["loaded"] += 1
+        except SessionError as exc:
+            assert str(exc).startswith(str(crashed)), exc
+            outcomes["error"] += 1
+        target.write_bytes(originals[target])
+    assert outcomes["error"] > 25 and outcomes["loaded"] > 25, outcomes
