@@ -9,11 +9,13 @@ answer, 300 inter-token latencies per lane, messages, usage, timing and two find
 For each session size N (10, 100, 1000 exchanges) it fills a session with N-k exchanges
 untimed, then times k appends (k = min(N, 50)): the cost of saving an exchange *when the
 session already holds about N*. Variants: "fsync" (each save reaches the disk before the
-call returns: survives a power cut) and "os" (each save reaches the kernel: survives kill -9
-and a dropped SSH link, not a power cut). The rewrite strategy is given its best case: each
-exchange's JSON is serialized once and reused (orjson.Fragment), so it pays only for bytes
-written and syncs. The journal figures come from the real SessionStore; its "amortized_us"
-is every append from an empty session to N, compactions included, divided by N.
+call returns: survives a power cut), "group" (each save reaches the kernel before the call
+returns, a background thread fdatasyncs behind it: group commit) and "os" (reaches the
+kernel only: survives kill -9 and a dropped SSH link, not a power cut). The rewrite
+strategy is given its best case: each exchange's JSON is serialized once and reused
+(orjson.Fragment), so it pays only for bytes written and syncs. The journal figures come
+from the real SessionStore; its "amortized_us" is every append from an empty session to N,
+compactions included, divided by N.
 
 Also printed: the bare fdatasync of a small append (the floor of any durable save), the
 time to load a session of N exchanges (snapshot alone, and snapshot + a journal holding all
@@ -249,6 +251,7 @@ def main() -> None:
         for n in SIZES:
             result["per_exchange"][str(n)] = {
                 "journal_fsync": bench_journal(root, exchanges, n, "fsync"),
+                "journal_group": bench_journal(root, exchanges, n, "group"),
                 "journal_os": bench_journal(root, exchanges, n, "os"),
                 "rewrite_fsync": bench_rewrite(root, exchanges, n, True),
                 "rewrite_os": bench_rewrite(root, exchanges, n, False),

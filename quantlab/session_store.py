@@ -50,9 +50,15 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 #: "fsync": each record reaches the disk before the call returns (survives a power cut).
-#: "os": each record reaches the kernel before the call returns (survives kill -9 and a
-#: dropped SSH link, which only end the process, not a power cut); no fsync at all.
-Durability = Literal["fsync", "os"]
+#: "group": each record reaches the kernel before the call returns (survives kill -9 and a
+#: dropped SSH link, which end the process, not the kernel), and a background thread
+#: fdatasyncs what was written, one sync for every record that arrived meanwhile (group
+#: commit): a power cut loses at most the last sync's worth. For the UI loop, where a
+#: slow disk's fsync (measured up to several ms here under load) must not stall a frame.
+#: "os": like "group" without the background sync (the kernel writes back on its own).
+#: Snapshots are fsynced in "fsync" and "group" modes.
+Durability = Literal["fsync", "group", "os"]
+DURABILITIES: tuple[str, ...] = ("fsync", "group", "os")
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -193,8 +199,9 @@ def _release_lock(path: Path, fd: int | None) -> None:
 class SessionStore:
     """The writer of one session file. Use :meth:`open`; every method is durable on return
     and safe to call from several threads (one lock). Calls take tens of µs plus one
-    fdatasync (see ``benchmarks/session_write.py``); from an asyncio loop either call them
-    directly or through ``asyncio.to_thread`` when the disk is slow."""
+    fdatasync (see ``benchmarks/session_write.py``). From an asyncio loop, open the store
+    with ``durability="group"`` (no fsync on the caller's thread; completed exchanges still
+    survive kill -9) or call it through ``asyncio.to_thread``."""
 
     def __init__(
         self,
@@ -221,6 +228,16 @@ class SessionStore:
         self._secret_env: set[str] = set()
         self._secrets: list[bytes] = []
         self._refresh_secrets()
+        self._sync_wanted = threading.Event()
+        self._syncs_requested = 0
+        self._syncs_done = 0
+        self._synced = threading.Condition(self._lock)
+        self._syncer: threading.Thread | None = None
+        if durability == "group":
+            self._syncer = threading.Thread(
+                target=self._sync_loop, name=f"session-sync:{path.name}", daemon=True
+            )
+            self._syncer.start()
 
     # ------------------------------------------------------------------ opening
 
@@ -242,8 +259,8 @@ class SessionStore:
         ``machine`` and ``meta`` are merged key by key. Raises :class:`SessionError` when the
         file is not a session (it is never overwritten) or another process writes it.
         """
-        if durability not in ("fsync", "os"):
-            raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {DURABILITIES}, not {durability!r}")
         p = snapshot_path(path)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -405,6 +422,20 @@ class SessionStore:
             self._check_open()
             self._compact()
 
+    def sync(self) -> None:
+        """Block until every record written so far is on disk (a no-op in "fsync" mode;
+        in "os" mode it syncs now)."""
+        with self._lock:
+            if self._jfd is None or self.durability == "fsync":
+                return
+            if self.durability == "os":
+                _sync(self._jfd)
+                return
+            target = self._syncs_requested
+            self._sync_wanted.set()
+            while self._syncs_done < target and self._syncer is not None:
+                self._synced.wait(1.0)
+
     def close(self) -> None:
         """Write the final snapshot, remove the journal and the lock. Idempotent."""
         with self._lock:
@@ -418,6 +449,31 @@ class SessionStore:
                     self._jfd = None
                 _release_lock(self.path, self._lock_fd)
                 self._lock_fd = None
+                self._sync_wanted.set()  # wakes the syncer, which sees the store closed
+
+    def _sync_loop(self) -> None:
+        """Group commit: one fdatasync covers every record written since the last one."""
+        while True:
+            self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            with self._lock:
+                if self._jfd is None:
+                    self._syncs_done = self._syncs_requested
+                    self._synced.notify_all()
+                    return
+                target = self._syncs_requested
+                fd = os.dup(self._jfd)  # a compaction may close the original meanwhile
+            try:
+                _sync(fd)
+            except OSError as exc:  # pragma: no cover - disk errors
+                note = f"{self.journal_path}: background sync failed ({exc.strerror})"
+                if note not in self.session.notes:
+                    self.session.notes.append(note)
+            finally:
+                os.close(fd)
+            with self._lock:
+                self._syncs_done = max(self._syncs_done, target)
+                self._synced.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -473,6 +529,9 @@ class SessionStore:
             _write_all(self._jfd, line)
             if sync and self.durability == "fsync":
                 _sync(self._jfd)
+            elif self.durability == "group":
+                self._syncs_requested += 1
+                self._sync_wanted.set()
         except OSError as exc:
             with contextlib.suppress(OSError):  # leave no half record for the next one
                 os.ftruncate(self._jfd, start)
@@ -520,7 +579,7 @@ class SessionStore:
     def _compact(self, *, final: bool = False) -> None:
         """Snapshot first, then a fresh journal (or none, at close). A crash between the
         two leaves an old journal whose records the snapshot already holds: skipped by seq."""
-        fsync = self.durability == "fsync"
+        fsync = self.durability != "os"
         snap = self._snapshot()
         try:
             atomic_write(self.path, snap, fsync=fsync)
@@ -557,4 +616,4 @@ def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
     return scrub(e.to_dict())
 
 
-__all__ = ["Durability", "SessionStore", "atomic_write", "dumps"]
+__all__ = ["DURABILITIES", "Durability", "SessionStore", "atomic_write", "dumps"]

@@ -594,3 +594,38 @@ def test_any_damage_is_a_session_error_or_a_recovery(tmp_path: Path) -> None:
             outcomes["error"] += 1
         target.write_bytes(originals[target])
     assert outcomes["error"] > 25 and outcomes["loaded"] > 25, outcomes
+
+
+def test_undecodable_text_is_saved_and_unwritable_values_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = SessionStore.open(path)
+    ex = make_exchange(1)
+    ex.results["bf16"].text = "ok \udc80 then"  # a lone surrogate from undecodable bytes
+    store.append_exchange(ex)
+    with pytest.raises(SessionError, match="cannot write this into a session file"):
+        store.update_meta({"handle": object()})
+    store.close()
+    s = load_session(path)
+    got = s.exchange(ex.id)
+    assert got is not None and got.results["bf16"].text == "ok \ufffd then"
+    assert s.meta == {} and s.notes == []
+
+
+@pytest.mark.parametrize("durability", ["fsync", "group", "os"])
+def test_every_durability_writes_the_same_session(tmp_path: Path, durability: str) -> None:
+    path = tmp_path / "s.json"
+    store = SessionStore.open(path, durability=durability)  # type: ignore[arg-type]
+    exs = [make_exchange(i) for i in range(5)]
+    for ex in exs:
+        store.append_exchange(ex)
+    store.sync()  # returns once everything written is on disk
+    if durability == "group":
+        assert store._syncs_done == store._syncs_requested == 5
+    assert [ex.id for ex in load_session(path).exchanges] == [ex.id for ex in exs]
+    store.close()
+    if store._syncer is not None:
+        store._syncer.join(5)
+        assert not store._syncer.is_alive()  # the background syncer ends with the store
+    assert [ex.id for ex in load_session(path).exchanges] == [ex.id for ex in exs]
+    with pytest.raises(ValueError, match="durability must be one of"):
+        SessionStore.open(tmp_path / "t.json", durability="sometimes")  # type: ignore[arg-type]

@@ -79,7 +79,7 @@ def test_kill_9_at_random_moments_loses_nothing_that_returned(tmp_path: Path) ->
             "--tag",
             tag,
             "--durability",
-            "fsync" if r % 2 == 0 else "os",
+            ("fsync", "group", "os")[r % 3],
             "--compact-bytes",
             str(rng.choice([16 * 1024, 64 * 1024])),  # compactions often: kills land in them
         )
