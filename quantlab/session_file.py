@@ -54,6 +54,8 @@ class Session:
     ``{"exchange_id", "lane", "detector", "status", "time"}``); they are also applied to
     the matching :class:`Finding` objects, and re-applied when an exchange is replaced.
     ``notes`` says what loading had to skip or repair (empty for a clean file).
+    A session held by a :class:`SessionStore` or a follower is theirs to change: read it,
+    and write through the store.
     """
 
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -123,16 +125,21 @@ class Session:
 
     # -- mutation used by apply_record ------------------------------------------------
 
-    def _position(self, exchange_id: str) -> int | None:
+    def _position(self, exchange_id: str, *, trust: bool = False) -> int | None:
+        """Index lookup. A hit is always verified; a miss is believed only with ``trust``
+        (internal writes, which keep the index current) and when the lengths agree,
+        because a caller may have edited ``exchanges`` in place."""
         i = self._index.get(exchange_id)
-        if i is not None and i < len(self.exchanges) and self.exchanges[i].id == exchange_id:
+        n = len(self.exchanges)
+        if i is not None and i < n and self.exchanges[i].id == exchange_id:
             return i
-        # The list was changed from outside (or the id is absent): rebuild once.
-        self._index = {ex.id: n for n, ex in enumerate(self.exchanges)}
+        if i is None and trust and len(self._index) == n:
+            return None
+        self._index = {ex.id: k for k, ex in enumerate(self.exchanges)}
         return self._index.get(exchange_id)
 
     def _put_exchange(self, ex: Exchange) -> None:
-        i = self._position(ex.id)
+        i = self._position(ex.id, trust=True)
         if i is None:
             self._index[ex.id] = len(self.exchanges)
             self.exchanges.append(ex)

@@ -345,7 +345,7 @@ class SessionStore:
                 msg = f"exchange {exchange.id} has no result for lane {lane!r}"
                 raise ValueError(msg) from None
         with self._lock:
-            if self.session.exchange(exchange.id) is None:
+            if self.session._position(exchange.id, trust=True) is None:
                 first = dataclasses.replace(exchange, results={lane: result})
                 data = redact(exchange_json(first), self._secrets)
                 self._write("exchange", {"exchange": orjson.Fragment(data)})

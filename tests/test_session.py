@@ -25,6 +25,7 @@ from quantlab.records import (
 )
 from quantlab.session import (
     SCHEMA,
+    Session,
     SessionError,
     SessionFollower,
     SessionStore,
@@ -629,3 +630,16 @@ def test_every_durability_writes_the_same_session(tmp_path: Path, durability: st
     assert [ex.id for ex in load_session(path).exchanges] == [ex.id for ex in exs]
     with pytest.raises(ValueError, match="durability must be one of"):
         SessionStore.open(tmp_path / "t.json", durability="sometimes")  # type: ignore[arg-type]
+
+
+def test_session_lookup_copes_with_outside_edits() -> None:
+    s = Session()
+    a, b = make_exchange(1), make_exchange(2)
+    s._put_exchange(a)
+    assert s.exchange(a.id) is a and s.exchange("nope") is None
+    s.exchanges.append(b)  # a caller edits the list directly
+    assert s.exchange(b.id) is b
+    s.exchanges.reverse()
+    assert s.exchange(a.id) is a and s.exchange(b.id) is b
+    s.exchanges[0] = c = make_exchange(3)  # replaced in place: same length
+    assert s.exchange(c.id) is c and s.exchange(b.id) is None
