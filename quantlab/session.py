@@ -50,9 +50,19 @@ below the snapshot's ``journal_seq``: skipped. So ``kill -9`` or a dropped SSH l
 most the record being written. Reopening a session folds what a crash left in the journal
 back into the snapshot.
 
-Why a journal and not a rewrite of the whole file per exchange: measured by
-``benchmarks/session_write.py`` (see docs and the numbers it prints) a journal append costs
-the same small amount at any session size, while an atomic rewrite grows with the session.
+Why a journal and not a rewrite of the whole file per exchange: ``benchmarks/session_write.py``
+saves 9.4 KB exchanges (2 lanes x 1,500 characters, 300 ITLs each). On an H100 VM (ext4,
+fdatasync of a small append ~110 µs), saving one exchange into a session of 10 / 100 /
+1000 exchanges cost, fsync included: journal 0.4-0.8 / 0.3-0.4 / 0.3-0.5 ms; atomic rewrite
+0.5 / 1.2 / 12 ms. The journal stays flat; the rewrite grows with the session (it writes
+and syncs the whole file, 9 MB at 1000). On a busy disk (fdatasync 3-4 ms) the journal
+took 4-6 ms, the rewrite 11-48 ms. Hence :class:`SessionStore` offers ``durability``:
+``"fsync"`` (default: on disk before returning), ``"group"`` (in the kernel before
+returning, so kill -9 safe, and fdatasynced by a background thread: ~0.1-0.5 ms on the
+caller, for the UI loop) and ``"os"`` (kernel only). Compaction (the whole snapshot) runs
+when the journal passes half the snapshot (at least 1 MiB): ~13-25 ms at 1000 exchanges,
+a few times per thousand. Loading 1000 exchanges takes 0.1-0.2 s; an idle follower poll
+6 µs, one with a new exchange ~60 µs.
 
 Secrets: endpoints hold the name of their key's variable, never the key; secret-named keys
 (``api_key``, ``authorization``…) are dropped from free-form dicts, credentials are cut out
