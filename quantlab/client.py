@@ -111,6 +111,10 @@ def _describe(exc: BaseException) -> str:
     return "; ".join(parts) or type(exc).__name__
 
 
+class _NoAnswer(Exception):
+    """The server closed the connection before any response, on two tries."""
+
+
 class _Stream:
     """Per-request state for the rare events; the hot loop keeps its own locals."""
 
@@ -257,6 +261,22 @@ class LaneClient:
         key = os.environ.get(env) if env else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """Send, and once more when the server closed the connection without answering.
+
+        That is a kept-alive connection whose server-side idle timeout fired just as the
+        request went out (llama.cpp's HTTP server closes idle connections after 5 s): the
+        server never answered, so nothing runs twice. A second hang-up is reported.
+        """
+        try:
+            return await self._http.send(request, stream=stream)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            pass
+        try:
+            return await self._http.send(request, stream=stream)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise _NoAnswer(_describe(exc)) from exc
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -271,10 +291,11 @@ class LaneClient:
     async def _get_json(self, path: str, timeout: float) -> tuple[int | None, Any, str | None]:
         """(status, parsed JSON or None, reason when it failed). Never raises."""
         try:
-            resp = await self._http.get(path, headers=self._auth(), timeout=timeout)
+            req = self._http.build_request("GET", path, headers=self._auth(), timeout=timeout)
+            resp = await self._send(req, stream=False)
         except httpx.TimeoutException as exc:
             return None, None, f"timed out ({_describe(exc)})"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, _NoAnswer) as exc:
             return None, None, _describe(exc)
         if resp.status_code >= 400:
             msg, _ = server_message(resp.content)
@@ -384,6 +405,11 @@ class LaneClient:
             else:
                 async with asyncio.timeout(self.total_timeout):
                     last = await self._stream(content, st, t0)
+        except _NoAnswer as exc:
+            st.error = LaneError(
+                "connect",
+                f"{ep.base_url}: the server closed the connection without answering ({exc})",
+            )
         except TimeoutError:
             last = time.perf_counter_ns()
             st.error = LaneError("timeout", f"no complete answer within {self.total_timeout:g} s")
@@ -420,7 +446,7 @@ class LaneClient:
         request = self._http.build_request(
             "POST", "/v1/chat/completions", content=content, headers=headers
         )
-        resp = await self._http.send(request, stream=True)
+        resp = await self._send(request, stream=True)
         try:
             if resp.status_code >= 400:
                 body = await resp.aread()
@@ -537,13 +563,14 @@ class LaneClient:
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> Any:
         try:
-            resp = await self._http.post(
-                path, content=orjson.dumps(body), headers=self._auth(), timeout=30.0
+            req = self._http.build_request(
+                "POST", path, content=orjson.dumps(body), headers=self._auth(), timeout=30.0
             )
+            resp = await self._send(req, stream=False)
             if resp.status_code >= 400:
                 return None
             return orjson.loads(resp.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError):
+        except (httpx.HTTPError, _NoAnswer, orjson.JSONDecodeError):
             return None
 
     async def _count_vllm(self, messages: Messages | None, text: str | None) -> int | None:

@@ -58,6 +58,8 @@ FAULTS = (
     "no_done",  # fault_after tokens, then the body ends cleanly: no finish, no [DONE]
     "malformed",  # fault_after tokens, then a data line that is not JSON
     "stall",  # fault_after tokens, then silence for stall_s seconds (read timeouts)
+    "hangup",  # read the request, close the connection without a response (an idle
+    # keep-alive connection closed by the server just as the request arrived)
 )
 
 
@@ -297,6 +299,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = s.next_reply(body, {k.lower(): v for k, v in self.headers.items()})
         n_prompt = prompt_tokens(body)
         fault = reply.fault
+        if fault == "hangup":
+            self._drop(rst=False)
+            return
         if fault in ("http500", "http500_flat"):
             flat = fault.endswith("_flat")
             err = self._error_body(reply.message, "InternalServerError", 500, flat)

@@ -25,6 +25,11 @@ async def clients(local_pair: list[Endpoint]) -> AsyncIterator[list[LaneClient]]
         await c.aclose()
 
 
+async def scrape(base_url: str) -> str:
+    async with httpx.AsyncClient(base_url=base_url) as h:
+        return (await h.get("/metrics")).text
+
+
 def metric(text: str, name: str) -> float:
     """The value of an unlabelled Prometheus sample."""
     m = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.eE+-]+)$", text, re.M)
@@ -60,9 +65,9 @@ async def test_usage_tokens_equal_what_the_server_metrics_count(
     clients: list[LaneClient],
 ) -> None:
     for c in clients:
-        before = (await c._http.get("/metrics")).text
+        before = await scrape(c.endpoint.base_url)
         r = await c.chat([{"role": "user", "content": "Describe a sunrise."}], PARAMS)
-        after = (await c._http.get("/metrics")).text
+        after = await scrape(c.endpoint.base_url)
         assert r.ok and r.usage is not None, r.error
         predicted = metric(after, "llamacpp:tokens_predicted_total") - metric(
             before, "llamacpp:tokens_predicted_total"

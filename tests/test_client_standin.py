@@ -340,3 +340,23 @@ async def test_a_server_that_ignores_stream_true_still_gives_an_answer(standin: 
     assert r.ok, r.error
     assert (r.text, r.finish_reason, r.timing.output_tokens) == ("All at once", "stop", 4)
     assert seen == ["All at once"] and r.timing.ttft_ms == r.timing.e2e_ms
+
+
+async def test_a_connection_closed_without_an_answer_is_tried_once_more(standin: StandIn) -> None:
+    # llama.cpp's server closes idle keep-alive connections: a request can meet one.
+    standin.script = [Reply(fault="hangup"), Reply(tokens=["again"])]
+    async with client_for(standin) as c:
+        r = await c.chat(HELLO, PARAMS)
+    assert r.ok and r.text == "again"
+    assert len(standin.requests) == 2 and standin.connections == 2
+
+
+async def test_a_server_that_always_hangs_up_is_a_connect_error(standin: StandIn) -> None:
+    standin.script = Reply(fault="hangup")
+    async with client_for(standin) as c:
+        r = await c.chat(HELLO, PARAMS)
+        got = await c.discover()
+    assert r.error is not None and r.error.kind == "connect"
+    assert "without answering" in r.error.message
+    assert len(standin.requests) == 2  # tried twice, not more
+    assert got.status == "ok"  # GETs are answered; only chat hangs up here
