@@ -24,18 +24,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Flags every command understands (DESIGN.md, command line contract)."""
+def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """Flags every command understands (DESIGN.md, command line contract).
+
+    On sub-commands the defaults are suppressed, so ``quantlab --endpoint a=URL ask …`` and
+    ``quantlab ask --endpoint a=URL …`` mean the same: a sub-parser's default would
+    otherwise overwrite what the top-level parser already read."""
+    d = argparse.SUPPRESS if sub else None
     p.add_argument(
         "--endpoint",
         action="append",
-        default=[],
+        default=d if sub else [],
         metavar="NAME=URL",
         help="a server to compare (repeatable); the first is the reference",
     )
-    p.add_argument("--demo", action="store_true", help="use the local BF16 + Q4_0 llama.cpp pair")
-    p.add_argument("--session", metavar="PATH", help="session file to write or reopen")
-    p.add_argument("--config", metavar="PATH", help="quantlab.toml (default: ./quantlab.toml)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        default=d if sub else False,
+        help="use the local BF16 + Q4_0 llama.cpp pair",
+    )
+    p.add_argument("--session", metavar="PATH", default=d, help="session file to write or reopen")
+    p.add_argument(
+        "--config", metavar="PATH", default=d, help="quantlab.toml (default: ./quantlab.toml)"
+    )
+    p.add_argument("--theme", default=d, help="theme name (a file in themes/)")
 
 
 def _resolve(target: str) -> object:
@@ -53,15 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (target, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        add_common(sp)
+        add_common(sp, sub=True)
         if not target.startswith("tui."):
             try:
                 _resolve(target).add_arguments(sp)
             except ModuleNotFoundError as exc:  # a command whose module is not built yet
                 sp.set_defaults(_missing=str(exc))
-        else:
-            sp.add_argument("--theme", help="theme name (a file in themes/)")
-    parser.add_argument("--theme", help="theme name (a file in themes/)")
     return parser
 
 
