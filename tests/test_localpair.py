@@ -333,10 +333,12 @@ def test_text_progress_into_a_log_writes_a_line_per_stage_and_tenth() -> None:
 
 PARENT = textwrap.dedent(
     """
-    import json, os, sys, threading, time
+    import json, os, signal, sys, threading, time
     from quantlab.localpair import LocalPair
 
     mode = sys.argv[1]
+    if mode == "nohup":
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     pair = LocalPair()
     if mode == "thread":  # started from a short-lived worker thread, as a UI would
         t = threading.Thread(target=pair.start)
@@ -384,6 +386,16 @@ def test_sigterm_or_sighup_of_the_parent_stops_the_children(
     p, pids = start_parent("wait")
     p.send_signal(sig)
     assert p.wait(timeout=15) == status  # the conventional exit status
+    assert wait_gone(pids) == []
+
+
+def test_under_nohup_a_hangup_stops_nothing(pair_files: PairFiles) -> None:
+    p, pids = start_parent("nohup", start_new_session=True)
+    os.killpg(p.pid, signal.SIGHUP)  # what a closing terminal sends its process group
+    time.sleep(1.0)
+    assert p.poll() is None and all(alive(x) for x in pids)
+    p.terminate()
+    assert p.wait(timeout=15) == 128 + signal.SIGTERM
     assert wait_gone(pids) == []
 
 
