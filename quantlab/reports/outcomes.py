@@ -50,6 +50,9 @@ class LaneOutcome:
 
     outcome: Outcome
     reasons: list[str] = field(default_factory=list)
+    # Detectors that warned (not dismissed): a pass with warnings is a shaky pass, and the
+    # report says so next to the cases a lane won.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -64,11 +67,14 @@ def judge(result: LaneResult | None, annotations: Iterable[Annotation] = ()) -> 
     if result.error is not None and result.error.kind in NOT_JUDGED_ERRORS:
         return LaneOutcome("not_judged", [f"error: {result.error.kind}"])
     reasons: list[str] = []
+    warnings: list[str] = []
     if result.error is not None:
         reasons.append(f"error: {result.error.kind}")
     for f in result.findings:
         if f.status == "dismissed":
             continue
+        if f.severity == "warn" and f.status != "confirmed" and f.detector not in warnings:
+            warnings.append(f.detector)
         if f.severity == "fail" or (f.severity == "warn" and f.status == "confirmed"):
             label = f.detector if f.status != "confirmed" else f"{f.detector} (confirmed)"
             if label not in reasons:
@@ -77,7 +83,7 @@ def judge(result: LaneResult | None, annotations: Iterable[Annotation] = ()) -> 
         if a.severity >= ANNOTATION_FAIL_SEVERITY:
             tags = ", ".join(a.tags) or "untagged"
             reasons.append(f"annotation: {tags} (severity {a.severity})")
-    return LaneOutcome("fail" if reasons else "pass", reasons)
+    return LaneOutcome("fail" if reasons else "pass", reasons, warnings)
 
 
 def annotations_by_lane(
@@ -134,8 +140,12 @@ def judge_cases(
             if verdict.outcome == "not_judged":
                 continue
             if prev.outcome == "not_judged":
-                co.outcomes[lane] = LaneOutcome(verdict.outcome, list(verdict.reasons))
-            elif verdict.failed:
-                merged = prev.reasons + [r for r in verdict.reasons if r not in prev.reasons]
-                co.outcomes[lane] = LaneOutcome("fail", merged)
+                co.outcomes[lane] = LaneOutcome(
+                    verdict.outcome, list(verdict.reasons), list(verdict.warnings)
+                )
+                continue
+            prev.warnings += [w for w in verdict.warnings if w not in prev.warnings]
+            if verdict.failed:
+                prev.reasons += [r for r in verdict.reasons if r not in prev.reasons]
+                prev.outcome = "fail"
     return list(cases.values())
