@@ -173,6 +173,7 @@ class Runner:
         self._cancel_requested = False
         self._store_lock = asyncio.Lock()
         self._completed: set[str] = set()
+        self._started = time.time()
 
     # ------------------------------------------------------------------ control
 
@@ -198,7 +199,7 @@ class Runner:
             LaneClient(ep, read_timeout=self.options.timeout, total_timeout=self.options.timeout)
             for ep in self.endpoints
         ]
-        started = time.time()
+        started = self._started = time.time()
         try:
             self._work = asyncio.create_task(self._execute(clients), name="quantlab-run")
             try:
@@ -275,15 +276,15 @@ class Runner:
             if len(down) == len(clients):
                 self._message("no lane answered; nothing was sent")
                 return
-        if self.store is not None:
-            await self._write(self.store.set_endpoints, self.endpoints)
-            runs = list(self._store_meta().get("runs") or [])
-            runs.append(self._run_record(time.time(), None))
-            await self._write(self.store.update_meta, {"runs": runs})
         # Plan what can be planned without the servers, so the total is known early.
         plans = []
         for suite in self.suites:
             plans.append((suite, self._plan(suite, clients)))
+        if self.store is not None:
+            await self._write(self.store.set_endpoints, self.endpoints)
+            runs = list(self._store_meta().get("runs") or [])
+            runs.append(self._run_record(self._started, None))
+            await self._write(self.store.update_meta, {"runs": runs})
         for suite, planned in plans:
             if self._cancel_requested:
                 break
