@@ -371,12 +371,16 @@ def concurrency(exchanges: Sequence[Exchange]) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ capacity
 
 
-def capacity(exchanges: Sequence[Exchange], gpu_hour_price: float | None) -> dict[str, Any] | None:
+def capacity(
+    exchanges: Sequence[Exchange], gpu_hour_price: float | None, lanes: Sequence[str] = ()
+) -> dict[str, Any] | None:
     """The ramp table per lane, rebuilt from the saved exchanges, and whether TTFT was
     measured cold (prompts no server could answer from its prefix cache)."""
     if not exchanges:
         return None
-    table = suite_results.capacity_table(exchanges, gpu_hour_price)
+    raw = suite_results.capacity_table(exchanges, gpu_hour_price)
+    table = {lane: raw[lane] for lane in lanes if lane in raw}
+    table.update({lane: rows for lane, rows in raw.items() if lane not in table})
     modes: dict[str, str] = {}
     cached: Counter[str] = Counter()
     for ex in exchanges:
@@ -776,7 +780,7 @@ def analyze(
         "groups": groups,
         "long_context": long_context(lc_ex, lanes, reference, candidates, skipped, seed),
         "concurrency": concurrency(conc_ex),
-        "capacity": capacity(cap_ex, gpu_hour_price),
+        "capacity": capacity(cap_ex, gpu_hour_price, lanes),
         "latency": latency(lat_ex, lanes),
         "failures": failures(session, lanes, reference),
         "telemetry": telemetry(session.telemetry),
@@ -822,7 +826,7 @@ def _groups(
     return {
         "suite": suite,
         "groups": groups,
-        "families": families if len(families) != len(groups) else None,
+        "families": families if set(families) != set(groups) else None,
         "breaks_first": breaks_first,
     }
 

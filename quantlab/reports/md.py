@@ -509,8 +509,12 @@ def _capacity(a: dict[str, Any]) -> list[str]:
         if price is not None
         else "No GPU-hour price given (`--gpu-hour-price`): cost per token not computed."
     )
-    for lane, mode in cap["ttft_mode"].items():
-        out.append(f"TTFT for {lane}: {mode}.")
+    modes = set(cap["ttft_mode"].values())
+    if len(modes) == 1:
+        out.append(f"TTFT, every lane: {modes.pop()}.")
+    else:
+        for lane, mode in cap["ttft_mode"].items():
+            out.append(f"TTFT for {lane}: {mode}.")
     out.append("")
     rows = []
     for lane, levels in cap["lanes"].items():
