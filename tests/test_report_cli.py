@@ -121,3 +121,57 @@ def test_as_a_subprocess_with_a_closed_pipe(session_file: Path) -> None:
     )
     assert head.stdout.startswith("exchange_id,")
     assert "Traceback" not in head.stderr
+
+
+@pytest.mark.slow
+def test_run_then_report_on_the_local_pair(local_pair: list, tmp_path: Path) -> None:
+    """The acceptance flow: a headless sanity run on the real pair, then the md report and
+    the other formats of that same session, as a user types them."""
+    session = tmp_path / "s.json"
+    eps = [f"{e.name}={e.base_url}" for e in local_pair]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantlab",
+            "run",
+            "sanity",
+            "--quick",
+            "--session",
+            str(session),
+            "--endpoint",
+            eps[0],
+            "--endpoint",
+            eps[1],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode in (0, 1), run.stderr
+    rep = subprocess.run(
+        [sys.executable, "-m", "quantlab", "report", str(session), "--format", "md"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rep.returncode == 0, rep.stderr
+    text = rep.stdout
+    ref, cand = local_pair[0].name, local_pair[1].name
+    assert text.startswith(f"# quantlab report: {cand} vs {ref} (reference)")
+    assert "Over 8 quality cases" in text
+    assert "| sanity | cases | 8 | " in text
+    assert "GGUF Q4_0: block-wise 4-bit round-to-nearest" in text
+    assert "## Reference vs candidate, paired" in text and "McNemar exact p" in text
+    # 8 cases can never show a difference: the report must say so.
+    assert "Not enough cases to tell" in text
+    assert "Not run (no long-context suite in this session)." in text
+    assert "## Latency (one request at a time)" in text
+    # The other formats of the same real session.
+    from quantlab.reports import csv_export
+    from quantlab.session import load_session
+
+    s = load_session(session)
+    rows = list(csv.DictReader(io.StringIO(csv_export.render(s))))
+    assert len(rows) == 16 and {r["lane"] for r in rows} == {ref, cand}
+    assert all(float(r["ttft_ms"]) > 0 for r in rows if not r["error"])

@@ -188,6 +188,19 @@ def test_markdown_reads(analysis: dict) -> None:
     # Outputs holding ``` get a longer fence that they cannot close.
     assert "````text\n  The answer is 40. ```python" in text
     assert "## Definitions" in text and "Wilson" in text
+    assert "**Draft verdict for awq: Not a safe default yet**" in text
+    assert analysis["verdicts"][CAND]["verdict"] == "Not a safe default yet"
+
+
+def test_a_win_with_warnings_is_marked(tmp_path: Path) -> None:
+    s = load_session(build_small(tmp_path / "s.json", [(False, True), (True, True)]))
+    ex = s.exchanges[0]
+    ex.results[CAND].findings = [fail("truncation", CAND, "capped", severity="warn")]
+    a = analyze(s)
+    cmp = a["overall"]["comparisons"][0]
+    assert cmp["won_cases"] == ["sanity/k0"]
+    assert cmp["won_with_warnings"] == {"sanity/k0": ["truncation"]}
+    assert "`sanity/k0` (passed with warnings: truncation)" in md.render(a)
 
 
 def test_markdown_small_sample_says_too_few(tmp_path: Path) -> None:

@@ -185,16 +185,16 @@ def _comparisons(
             for c in cases
             if c.outcomes[reference].outcome == "pass" and c.outcomes[cand].outcome == "fail"
         ]
-        d["won_cases"] = [
-            _case_label(c)
-            + (
-                f" (passed with warnings: {', '.join(w)})"
-                if (w := c.outcomes[cand].warnings)
-                else ""
-            )
+        won = [
+            c
             for c in cases
             if c.outcomes[reference].outcome == "fail" and c.outcomes[cand].outcome == "pass"
         ]
+        d["won_cases"] = [_case_label(c) for c in won]
+        # A pass with detector warnings is a shaky win: say which.
+        d["won_with_warnings"] = {
+            _case_label(c): c.outcomes[cand].warnings for c in won if c.outcomes[cand].warnings
+        }
         out.append(d)
     return out
 
@@ -785,6 +785,9 @@ def analyze(
         "failures": failures(session, lanes, reference),
         "telemetry": telemetry(session.telemetry),
     }
+    from quantlab.reports.verdict import assess
+
+    analysis["verdicts"] = assess(analysis)
     analysis["headline"] = headline(analysis)
     return analysis
 
@@ -1019,4 +1022,16 @@ def headline(a: dict[str, Any]) -> str:
                     f"{cand} decodes at {c['tokens_per_s_p50']:.0f} tok/s (median) against "
                     f"{r_tps:.0f} for {ref} ({ratio:.2f}×)."
                 )
+    missing = [
+        name
+        for key, name in (
+            ("long_context", "long context"),
+            ("concurrency", "concurrency"),
+            ("capacity", "capacity"),
+            ("telemetry", "GPU telemetry"),
+        )
+        if a.get(key) is None
+    ]
+    if missing:
+        parts.append(f"Not measured in this session: {', '.join(missing)}.")
     return " ".join(parts)

@@ -1,21 +1,11 @@
 """The quantization risk brief: a draft an engineer edits and sends, filled with measured
 figures from the analysis.
 
-It answers four questions in order: is the quant a safe default *here*; where is it risky;
+It answers four questions in order: is the quant a safe default *here* (the verdict of
+:mod:`quantlab.reports.verdict`, whose fixed rules the brief prints); where is it risky;
 which checks must pass before shipping (each with its measured status); what the quant
-buys in cost and capacity for what it costs in quality. The verdict follows fixed rules
-(printed in the brief) so two people reading one session get the same draft:
-
-- **not a safe default yet**: a significant drop (McNemar p < 0.05) overall, in a suite or
-  in a case group; or long-context recall lower with a paired-bootstrap interval below 0;
-  or a failure mode seen mostly on the candidate (≥ 2 more answers and ≥ 2× the
-  reference's); or errors on the candidate where the reference had none;
-- **safe default here, within what was measured**: none of the above, the overall
-  comparison could have detected a 10-point drop (minimum detectable difference ≤ 10
-  points), and long context was measured without a loss;
-- otherwise **not enough evidence yet**.
-
-Literature figures appear only in a paragraph marked as such, never mixed with measurements.
+buys in cost and capacity for what it costs in quality. Literature figures appear only in
+a paragraph marked as such, never mixed with measurements.
 """
 
 from __future__ import annotations
@@ -24,7 +14,8 @@ import datetime as _dt
 from typing import Any
 
 from quantlab.reports import stats
-from quantlab.reports.md import VERDICT_WORDS, diff_points, num, pct, rate_cell
+from quantlab.reports.fmt import diff_points, num, rate_cell
+from quantlab.reports.verdict import RULES
 
 LITERATURE = (
     "For context, from the literature (not measured here): 4-bit weight-only quantization "
@@ -41,141 +32,6 @@ def _cases_needed(discordant_rate: float) -> int:
     """Paired cases to detect a 10-point drop with 80 % power at this discordance."""
     n = stats.paired_sample_size(stats.MEANINGFUL_DIFFERENCE, max(discordant_rate, 0.15))
     return int(round(n / 10.0) * 10)
-
-
-def _risks(a: dict[str, Any], cand: str) -> tuple[list[str], list[str]]:
-    """(risky findings, holding findings) for one candidate, each a sentence with numbers."""
-    ref = a["reference"]
-    risky: list[str] = []
-    holds: list[str] = []
-    scopes = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
-    for g in a["groups"]:
-        for name, b in g["groups"].items():
-            scopes.append((f"{g['suite']} / {name}", b))
-    for label, block in scopes:
-        for c in block["comparisons"]:
-            if c["candidate"] != cand:
-                continue
-            if c["verdict"] == "candidate_worse":
-                risky.append(
-                    f"**{label}**: pass rate {pct(c['cand_rate'])} vs {pct(c['ref_rate'])} for "
-                    f"{ref} ({diff_points(c['difference'])}, McNemar p = "
-                    f"{c['mcnemar']['p_value']:.3g}, {c['n_pairs']} cases)."
-                )
-            elif c["verdict"] == "too_few" and (c["difference"] or 0) <= -0.2:
-                risky.append(
-                    f"**{label}**: {diff_points(c['difference'])} against {ref} on "
-                    f"{c['n_pairs']} cases (p = {c['mcnemar']['p_value']:.3g}): too few cases to "
-                    "be sure, large enough to check first."
-                )
-            elif c["verdict"] in ("no_difference", "candidate_better") and "/" not in label:
-                holds.append(
-                    f"**{label}**: {pct(c['cand_rate'])} vs {pct(c['ref_rate'])} for {ref} "
-                    f"({c['n_pairs']} cases; {VERDICT_WORDS[c['verdict']]})."
-                )
-    lc = a["long_context"]
-    if lc:
-        for d in lc["recall_difference"]:
-            if d["candidate"] != cand or "mean_difference" not in d:
-                continue
-            if d["high"] < 0:
-                risky.append(
-                    f"**Long context**: recall {pct(d['mean_candidate'])} vs "
-                    f"{pct(d['mean_reference'])} for {ref} per answer (difference "
-                    f"{diff_points(d['mean_difference'])}, 95 % interval "
-                    f"{diff_points(d['low'])} to {diff_points(d['high'])}, {d['n']} answers)."
-                )
-            elif d["low"] >= 0:
-                few = d["n"] < 10
-                holds.append(
-                    f"**Long context**: recall {pct(d['mean_candidate'])} vs "
-                    f"{pct(d['mean_reference'])} for {ref} over {d['n']} answers, no loss seen"
-                    + (" (too few answers to rule one out)." if few else ".")
-                )
-        for e in lc["by_length"]:
-            r, c = e["lanes"].get(ref), e["lanes"].get(cand)
-            if r and c and (c["facts"]["rate"] or 0) + 0.2 <= (r["facts"]["rate"] or 0):
-                risky.append(
-                    f"**Long context at {e['label']}**: {cand} recalled "
-                    f"{c['facts']['k']}/{c['facts']['n']} facts, {ref} "
-                    f"{r['facts']['k']}/{r['facts']['n']}."
-                )
-    for name, d in a["failures"]["detectors"].items():
-        c, r = d["fail"].get(cand, 0), d["fail"].get(ref, 0)
-        if c >= r + 2 and c >= 2 * r:
-            ex = next((e for e in d["examples"] if e["lane"] == cand), None)
-            where = f" (e.g. `{ex['case']}`: {ex['note']})" if ex else ""
-            risky.append(f"**{name}**: {c} answers of {cand} vs {r} of {ref}{where}.")
-    for lane_rates in (a["overall"]["lanes"],):
-        ce = lane_rates.get(cand, {}).get("errors", 0)
-        re_ = lane_rates.get(ref, {}).get("errors", 0)
-        if ce > re_:
-            risky.append(f"**Errors**: {ce} cases of {cand} errored vs {re_} of {ref}.")
-    conc = a["concurrency"]
-    if conc and cand in conc["lanes"]:
-        v = conc["lanes"][cand]
-        rv = conc["lanes"].get(ref, {})
-        if v["differ"] and v["differ"] > rv.get("differ", 0):
-            risky.append(
-                f"**Concurrency**: {v['differ']}/{v['compared']} of {cand}'s answers changed "
-                f"with {conc['levels'][-1]} requests in flight (vs "
-                f"{rv.get('differ', 0)}/{rv.get('compared', 0)} for {ref})."
-            )
-    return risky, holds
-
-
-def _verdict(a: dict[str, Any], cand: str, risky: list[str]) -> tuple[str, str]:
-    cmp = next((c for c in a["overall"]["comparisons"] if c["candidate"] == cand), None)
-    worse = any(
-        c["candidate"] == cand and c["verdict"] == "candidate_worse"
-        for s in [a["overall"], *a["suites"]]
-        for c in s["comparisons"]
-    )
-    lc = a["long_context"]
-    lc_loss = bool(
-        lc
-        and any(
-            d["candidate"] == cand and "high" in d and d["high"] < 0
-            for d in lc["recall_difference"]
-        )
-    )
-    hard_risk = (
-        worse
-        or lc_loss
-        or any(
-            r.startswith(("**repetition", "**collapse", "**language_switch", "**Errors"))
-            for r in risky
-        )
-    )
-    if hard_risk or any("McNemar p" in r for r in risky):
-        return (
-            "Not a safe default yet",
-            "the measurements below show a loss or a failure mode specific to the quant.",
-        )
-    # Measured (at least two answers on both lanes) and not below the reference.
-    lc_ok = (
-        bool(lc and any(d["candidate"] == cand and "low" in d for d in lc["recall_difference"]))
-        and not lc_loss
-    )
-    if cmp and cmp["verdict"] in ("no_difference", "candidate_better") and lc_ok:
-        return (
-            "Safe default here, within what was measured",
-            f"no drop detected over {cmp['n_pairs']} paired cases (a drop of "
-            f"{diff_points(cmp['mdd']).lstrip('+')} would likely have shown) and no "
-            "long-context loss.",
-        )
-    n = cmp["n_pairs"] if cmp else 0
-    return (
-        "Not enough evidence yet",
-        f"no significant loss was found, but {n} paired case{'s' if n != 1 else ''} "
-        + (
-            f"can only reveal a drop of about {diff_points(cmp['mdd']).lstrip('+')} or more"
-            if cmp and cmp["mdd"] is not None
-            else "cannot reveal a drop"
-        )
-        + ("" if lc_ok else ", and long-context recall was not compared")
-        + ".",
-    )
 
 
 def _checks(a: dict[str, Any], cand: str) -> list[str]:
@@ -383,8 +239,8 @@ def render(a: dict[str, Any]) -> str:
             + (f"; {ref_lane['method_description']}" if ref_lane["method_description"] else "")
         )
         lines.append("")
-        risky, holds = _risks(a, cand)
-        verdict, why = _verdict(a, cand, risky)
+        v = a["verdicts"][cand]
+        risky, holds, verdict, why = v["risky"], v["holds"], v["verdict"], v["why"]
         lines += ["### Is it a safe default here?", "", f"**{verdict}**: {why}", ""]
         lines += ["### Where it is risky", ""]
         lines += [f"- {r}" for r in risky] or ["- Nothing measured here points to a risk."]
@@ -404,14 +260,5 @@ def render(a: dict[str, Any]) -> str:
     else:
         lines.append("No paired quality cases were run: quality is unmeasured.")
     lines += ["", LITERATURE, "", "### How the verdict is drawn", ""]
-    lines += [
-        "- *Not a safe default yet*: a significant drop (McNemar p < 0.05) overall, in a suite "
-        "or a case group; long-context recall lower (paired-bootstrap interval below 0); a "
-        "failure mode seen mostly on the candidate (≥ 2 more answers and ≥ 2× the "
-        "reference's); or more errors.",
-        "- *Safe default here, within what was measured*: none of those, a 10-point drop "
-        "would have been detected, and long context was measured without a loss.",
-        "- *Not enough evidence yet*: anything in between.",
-        "",
-    ]
+    lines += [*RULES, ""]
     return "\n".join(lines).rstrip() + "\n"
