@@ -63,16 +63,16 @@ def _checks(a: dict[str, Any], cand: str) -> list[str]:
         d = next(
             (x for x in lc["recall_difference"] if x["candidate"] == cand and "low" in x), None
         )
+        ref_recalls = bool(r and (r["facts"]["rate"] or 0) > 0)
+        skipped = ", ".join(str(x.get("label")) for x in lc["skipped"])
         item(
-            bool(d and d["low"] >= -0.05 and c and r),
-            "Long-context recall at the production context length no lower than the reference's.",
+            bool(d and d["low"] >= -0.05 and c and r and ref_recalls),
+            "Long-context recall at the production context length no lower than the "
+            "reference's (and the reference recalls there).",
             f"longest run {longest['label']}: {cand} {rate_cell(c['facts']) if c else 'not sent'}"
             f", {ref} {rate_cell(r['facts']) if r else 'not sent'}"
-            + (
-                f"; skipped lengths: {', '.join(s['label'] for s in lc['skipped'])}"
-                if lc["skipped"]
-                else ""
-            )
+            + (f"; skipped lengths: {skipped}" if skipped else "")
+            + ("" if ref_recalls else f"; {ref} itself recalled nothing at this length")
             + ".",
         )
     else:
