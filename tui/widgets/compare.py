@@ -1,0 +1,232 @@
+"""CompareView: one exchange's lanes side by side, the first divergence from the reference
+lane highlighted, the detectors' findings listed (confirm with ``c``, dismiss with ``d``,
+reopen with ``o``) and the exchange's annotations shown.
+
+The view only draws and reports: a verdict on a finding is posted as
+:class:`CompareView.FindingVerdict`, and whoever owns the session saves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from quantlab.records import Annotation, Exchange, Finding, LaneResult
+from quantlab.suite_results import first_difference
+
+SEVERITY_MARK = {"fail": "✗", "warn": "!", "info": "·"}
+STATUS_MARK = {"open": "", "confirmed": " [confirmed]", "dismissed": " [dismissed]"}
+
+
+def lane_header(result: LaneResult, divergence: int | None, is_reference: bool) -> str:
+    """``q4_0 · stop · TTFT 81 ms · 24 tok · diverges at char 17``"""
+    t = result.timing
+    parts = [result.lane + (" (reference)" if is_reference else "")]
+    parts.append(result.finish_reason or ("error" if result.error else "–"))
+    if t.ttft_ms is not None:
+        parts.append(f"TTFT {t.ttft_ms:.0f} ms")
+    if t.output_tokens is not None:
+        parts.append(f"{t.output_tokens} tok")
+    if not is_reference:
+        parts.append("identical" if divergence is None else f"diverges at char {divergence}")
+    return " · ".join(parts)
+
+
+def highlighted_text(text: str, divergence: int | None) -> Content:
+    """The answer with everything from the first differing character on highlighted (the
+    character itself reversed), so the eye lands where the lanes part."""
+    content = Content(text if text else "(no text)")
+    if divergence is None or not text:
+        return content
+    if divergence >= len(text):  # this lane stopped where the reference went on
+        return content + Content.styled(" ⟂ (ends here)", "$text-warning")
+    return content.stylize("reverse", divergence, divergence + 1).stylize(
+        "$text-warning", divergence + 1
+    )
+
+
+def finding_line(f: Finding) -> str:
+    mark = SEVERITY_MARK.get(f.severity, "?")
+    evidence = f.evidence.replace("\n", " ")
+    if len(evidence) > 110:
+        evidence = evidence[:109] + "…"
+    return f"{mark} {f.lane} {f.detector} ({f.score:g}){STATUS_MARK.get(f.status, '')}: {evidence}"
+
+
+def annotation_line(a: Annotation) -> str:
+    lane = "all lanes" if a.lane == "*" else a.lane
+    note = f" — {a.note}" if a.note else ""
+    return f"✎ {lane}: {', '.join(a.tags)} (severity {a.severity}){note}"
+
+
+class CompareView(Vertical):
+    """Shows one exchange (``show``); empty until then."""
+
+    DEFAULT_CSS = """
+    CompareView {
+        height: 1fr;
+    }
+    CompareView #compare-title {
+        height: 1;
+        color: $text-muted;
+        padding: 0 1;
+    }
+    CompareView #compare-lanes {
+        height: 1fr;
+    }
+    CompareView .compare-lane {
+        width: 1fr;
+        margin: 0 1 0 0;
+        border-left: outer $primary 60%;
+    }
+    CompareView .compare-lane-head {
+        height: auto;
+        text-style: bold;
+        padding: 0 1;
+        background: $boost;
+    }
+    CompareView .compare-lane-text {
+        padding: 0 1;
+        height: auto;
+    }
+    CompareView #compare-findings {
+        height: auto;
+        max-height: 8;
+        border: none;
+    }
+    CompareView #compare-notes {
+        height: auto;
+        max-height: 4;
+        color: $text-muted;
+        padding: 0 1;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "verdict('confirmed')", "Confirm finding"),
+        Binding("d", "verdict('dismissed')", "Dismiss finding"),
+        Binding("o", "verdict('open')", "Reopen finding", show=False),
+    ]
+
+    class FindingVerdict(Message):
+        """A person confirmed, dismissed or reopened a finding."""
+
+        def __init__(self, exchange_id: str, lane: str, detector: str, status: str) -> None:
+            super().__init__()
+            self.exchange_id = exchange_id
+            self.lane = lane
+            self.detector = detector
+            self.status = status
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.exchange: Exchange | None = None
+        self.reference: str | None = None
+        self._findings: list[Finding] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("select a row to compare its lanes", id="compare-title")
+        yield Horizontal(id="compare-lanes")
+        yield OptionList(id="compare-findings")
+        yield Static("", id="compare-notes")
+
+    def show(
+        self,
+        exchange: Exchange | None,
+        reference: str | None = None,
+        annotations: Sequence[Annotation] = (),
+        *,
+        lane: str | None = None,
+    ) -> None:
+        """Draw ``exchange`` (None clears). ``lane`` puts that lane's findings first."""
+        same = (
+            exchange is not None and self.exchange is not None and exchange.id == self.exchange.id
+        )
+        self.exchange = exchange
+        self.reference = reference
+        title = self.query_one("#compare-title", Static)
+        lanes_box = self.query_one("#compare-lanes", Horizontal)
+        if exchange is None:
+            title.update("select a row to compare its lanes")
+            lanes_box.remove_children()
+            self._set_findings([])
+            self.query_one("#compare-notes", Static).update("")
+            return
+        prompt = exchange.prompt.replace("\n", " ")
+        title.update(f"{exchange.source} · {exchange.id} · {prompt[:120]}")
+        ref = exchange.results.get(reference) if reference else None
+        ref_text = ref.text if ref is not None and ref.ok else None
+        columns = []
+        for name, result in exchange.results.items():
+            is_ref = name == reference
+            div = None if is_ref or ref_text is None else first_difference(ref_text, result.text)
+            body = highlighted_text(result.text, div)
+            if result.error is not None:
+                body = body + Content.styled(f"\n\nERROR {result.error}", "$text-error")
+            columns.append((name, lane_header(result, div, is_ref), body))
+        existing = list(lanes_box.query(".compare-lane"))
+        if same and len(existing) == len(columns):
+            for col, (_name, head, body) in zip(existing, columns, strict=True):
+                col.query_one(".compare-lane-head", Static).update(head)
+                col.query_one(".compare-lane-text", Static).update(body)
+        else:
+            lanes_box.remove_children()
+            lanes_box.mount_all(
+                VerticalScroll(
+                    Static(head, classes="compare-lane-head"),
+                    Static(body, classes="compare-lane-text"),
+                    classes="compare-lane",
+                )
+                for _name, head, body in columns
+            )
+        findings = [f for r in exchange.results.values() for f in r.findings]
+        if lane is not None:
+            findings.sort(key=lambda f: f.lane != lane)
+        self._set_findings(findings)
+        notes = "\n".join(annotation_line(a) for a in annotations)
+        self.query_one("#compare-notes", Static).update(notes)
+
+    def _set_findings(self, findings: list[Finding]) -> None:
+        self._findings = findings
+        ol = self.query_one("#compare-findings", OptionList)
+        highlighted = ol.highlighted
+        ol.clear_options()
+        if findings:
+            ol.add_options(Option(finding_line(f)) for f in findings)
+            if highlighted is not None:
+                ol.highlighted = min(highlighted, len(findings) - 1)
+        else:
+            ol.add_option(Option("no findings", disabled=True))
+
+    @property
+    def selected_finding(self) -> Finding | None:
+        ol = self.query_one("#compare-findings", OptionList)
+        i = ol.highlighted
+        if i is None or not self._findings or i >= len(self._findings):
+            return None
+        return self._findings[i]
+
+    def action_verdict(self, status: str) -> None:
+        f = self.selected_finding
+        if f is None or self.exchange is None:
+            self.notify("highlight a finding first (Tab to the list)", severity="warning")
+            return
+        self.post_message(self.FindingVerdict(self.exchange.id, f.lane, f.detector, status))
+
+    @on(OptionList.OptionSelected, "#compare-findings")
+    def _toggle(self, event: OptionList.OptionSelected) -> None:
+        """Enter on a finding: open -> confirmed -> dismissed -> open."""
+        f = self.selected_finding
+        if f is None or self.exchange is None:
+            return
+        nxt = {"open": "confirmed", "confirmed": "dismissed", "dismissed": "open"}[f.status]
+        self.post_message(self.FindingVerdict(self.exchange.id, f.lane, f.detector, nxt))

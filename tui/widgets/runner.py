@@ -1,0 +1,634 @@
+"""RunnerPane: run suites against the lanes with a live table, or follow a session that a
+headless ``quantlab run`` is writing.
+
+Two modes:
+
+* **run** (``RunnerPane(endpoints, store=…)``): choose suites, lanes, concurrency,
+  repetitions (and quick, GPU-hour price); Run (ctrl+r) starts :class:`quantlab.runner.Runner`
+  in a worker, Cancel (ctrl+x) stops it — what finished is in the session.
+* **follow** (``RunnerPane(follow=path)``): a :class:`quantlab.session.SessionFollower` is
+  polled twice a second and the table grows as the other process writes exchanges.
+
+Both show one table row per exchange and lane (case, lane, status, TTFT, tokens, tok/s,
+detector flags), progress with an ETA, and under it the highlighted row's lanes side by side
+(:class:`tui.widgets.compare.CompareView`). ``a`` annotates the highlighted row's exchange
+(:class:`tui.widgets.annotate.AnnotationForm`); findings are confirmed/dismissed in the
+compare view (``c``/``d``). Annotations and verdicts are saved to the session at once: in
+follow mode that is possible once the other process has closed the session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Input,
+    Label,
+    ProgressBar,
+    SelectionList,
+    Static,
+)
+
+from quantlab.progress_line import format_seconds
+from quantlab.records import Annotation, Endpoint, Exchange, LaneResult
+from quantlab.run_summary import summarize
+from quantlab.runner import LaneRow, Row, RunEvent, Runner, RunOptions
+from quantlab.suite_results import failed_detectors
+from quantlab.suites import Suite, SuiteError, catalog
+from tui.widgets.annotate import open_annotation_form
+from tui.widgets.compare import CompareView
+
+COLUMNS = (
+    ("case", "case"),
+    ("lane", "lane"),
+    ("at", "in flight"),
+    ("status", "status"),
+    ("ttft", "TTFT ms"),
+    ("tokens", "tokens"),
+    ("tps", "tok/s"),
+    ("flags", "flags"),
+)
+POLL_SECONDS = 0.5
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f}"
+
+
+def flags_text(flags: Sequence[str], warnings: Sequence[str], error: str | None) -> str:
+    if error:
+        return f"error: {error[:60]}"
+    text = ", ".join(flags)
+    if warnings:
+        text += (" " if text else "") + f"(+{len(warnings)} warn)"
+    return text
+
+
+def lane_row_from_result(result: LaneResult) -> LaneRow:
+    """What the table shows for a saved lane result (follow mode)."""
+    return LaneRow(
+        status="done" if result.ok else "failed",
+        ttft_ms=result.timing.ttft_ms,
+        tokens=result.timing.output_tokens,
+        tokens_per_s=result.timing.tokens_per_s,
+        flags=sorted(set(failed_detectors(result))),
+        warnings=sorted(
+            {
+                f.detector
+                for f in result.findings
+                if f.severity == "warn" and f.status != "dismissed"
+            }
+        ),
+        error=None if result.error is None else str(result.error),
+    )
+
+
+class RunnerPane(Vertical):
+    """See the module docstring. ``store``: the session writer runs and annotations go to
+    (None: nothing is saved, and the pane says so)."""
+
+    DEFAULT_CSS = """
+    RunnerPane {
+        height: 1fr;
+    }
+    RunnerPane #runner-controls {
+        height: 9;
+        padding: 0 1;
+    }
+    RunnerPane #runner-controls SelectionList {
+        width: 1fr;
+        height: 100%;
+        margin-right: 1;
+    }
+    RunnerPane #runner-options {
+        width: 30;
+        height: 100%;
+    }
+    RunnerPane #runner-options Horizontal {
+        height: 3;
+    }
+    RunnerPane #runner-options Label {
+        width: 13;
+        padding: 1 0 0 0;
+    }
+    RunnerPane #runner-options Input {
+        width: 1fr;
+    }
+    RunnerPane #runner-buttons {
+        width: 14;
+        height: 100%;
+    }
+    RunnerPane #runner-buttons Button {
+        width: 100%;
+        margin-bottom: 1;
+    }
+    RunnerPane #runner-follow {
+        height: auto;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    RunnerPane #runner-progress-line {
+        height: 1;
+        padding: 0 1;
+    }
+    RunnerPane #runner-progress {
+        width: 40;
+    }
+    RunnerPane #runner-status {
+        width: 1fr;
+        padding: 0 0 0 2;
+    }
+    RunnerPane #runner-summary {
+        height: auto;
+        max-height: 8;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    RunnerPane #runner-table {
+        height: 1fr;
+    }
+    RunnerPane #runner-compare {
+        height: 1fr;
+        border-top: solid $primary 40%;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "start", "Run suites"),
+        Binding("ctrl+x", "cancel_run", "Cancel run"),
+        Binding("a", "annotate", "Annotate"),
+    ]
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint] = (),
+        *,
+        store: Any = None,
+        follow: str | Path | None = None,
+        suites: Sequence[Suite] | None = None,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        if follow is None and not endpoints:
+            raise ValueError("RunnerPane needs endpoints to run, or follow=PATH")
+        self.endpoints = list(endpoints)
+        self.store = store
+        self.follow_path = Path(follow) if follow is not None else None
+        self._suites = list(suites) if suites is not None else None
+        self._suite_errors: list[str] = []
+        self.runner: Runner | None = None
+        self.exchanges: dict[str, Exchange] = {}
+        self.annotations: list[Annotation] = []
+        self.reference: str | None = next(
+            (e.name for e in self.endpoints if e.role == "reference"),
+            self.endpoints[0].name if self.endpoints else None,
+        )
+        self._rows: dict[str, tuple[str, str]] = {}  # table key -> (exchange id or row key, lane)
+        self._row_exchange: dict[str, str] = {}  # runner row key -> exchange id
+        self._follower: Any = None
+        self._own_store = False  # a store this pane opened itself (follow mode), closed on unmount
+        self._last_message = ""
+        self._run_started: float | None = None
+        self._follow_run: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def following(self) -> bool:
+        return self.follow_path is not None
+
+    def compose(self) -> ComposeResult:
+        if self.following:
+            yield Static(f"following {self.follow_path}", id="runner-follow")
+        else:
+            if self._suites is None:
+                try:
+                    cat = catalog()
+                    self._suites = list(cat.suites.values())
+                    self._suite_errors = cat.errors
+                except SuiteError as exc:
+                    self._suites = []
+                    self._suite_errors = [str(exc)]
+            with Horizontal(id="runner-controls"):
+                yield SelectionList[str](
+                    *(
+                        (f"{s.name} · {s.kind} · {s.case_count}", s.name, s.name == "sanity")
+                        for s in self._suites
+                    ),
+                    id="runner-suites",
+                )
+                yield SelectionList[str](
+                    *(
+                        (f"{e.name}{' (reference)' if e.role == 'reference' else ''}", e.name, True)
+                        for e in self.endpoints
+                    ),
+                    id="runner-lanes",
+                )
+                with Vertical(id="runner-options"):
+                    with Horizontal():
+                        yield Label("concurrency")
+                        yield Input("1", id="runner-concurrency", type="integer")
+                    with Horizontal():
+                        yield Label("repetitions")
+                        yield Input("1", id="runner-repeat", type="integer")
+                    yield Checkbox("quick (small versions)", id="runner-quick")
+                with Vertical(id="runner-buttons"):
+                    yield Button("Run", variant="primary", id="runner-start")
+                    yield Button("Cancel", variant="error", id="runner-cancel", disabled=True)
+        with Horizontal(id="runner-progress-line"):
+            yield ProgressBar(total=None, show_eta=False, id="runner-progress")
+            yield Static("", id="runner-status")
+        yield Static("", id="runner-summary")
+        table: DataTable[str] = DataTable(id="runner-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield CompareView(id="runner-compare")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runner-table", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key, width=36 if key == "flags" else None)
+        self.query_one("#runner-progress", ProgressBar).update(total=1, progress=0)
+        if self.following:
+            from quantlab.session import SessionFollower
+
+            self._follower = SessionFollower(self.follow_path)  # type: ignore[arg-type]
+            self._poll()
+            self.set_interval(POLL_SECONDS, self._poll)
+        else:
+            for err in self._suite_errors:
+                self.notify(f"suite not loaded: {err}", severity="warning", timeout=10)
+            if self.store is None:
+                self._set_status("not saved: no session file (runs are shown here only)")
+
+    def on_unmount(self) -> None:
+        if self._follower is not None:
+            self._follower.close()
+        if self._own_store and self.store is not None:
+            self.store.close()
+
+    # ------------------------------------------------------------------ table
+
+    def _set_status(self, text: str) -> None:
+        self._last_message = text
+        self.query_one("#runner-status", Static).update(text)
+
+    def _progress(self, done: int, total: int, eta: float | None, note: str = "") -> None:
+        bar = self.query_one("#runner-progress", ProgressBar)
+        bar.update(total=max(total, 1), progress=done)
+        text = f"{done}/{total}" if total else ""
+        if total and done < total:
+            text += f"  ETA {format_seconds(eta)}"
+        if note:
+            text += f"  {note}"
+        self.query_one("#runner-status", Static).update(text)
+
+    def _cells(self, case: str, lane: str, at: int, lr: LaneRow) -> list[str]:
+        return [
+            case,
+            lane,
+            str(at),
+            lr.status,
+            _ms(lr.ttft_ms),
+            "–" if lr.tokens is None else str(lr.tokens),
+            "–" if lr.tokens_per_s is None else f"{lr.tokens_per_s:.1f}",
+            flags_text(lr.flags, lr.warnings, lr.error),
+        ]
+
+    def _put_row(self, key: str, cells: list[str], ref: tuple[str, str]) -> None:
+        table = self.query_one("#runner-table", DataTable)
+        if key in self._rows:
+            for (col, _label), value in zip(COLUMNS, cells, strict=True):
+                table.update_cell(key, col, value, update_width=True)
+        else:
+            table.add_row(*cells, key=key)
+        self._rows[key] = ref
+
+    # ------------------------------------------------------------------ run mode
+
+    def _selected(self, list_id: str) -> list[str]:
+        return list(self.query_one(f"#{list_id}", SelectionList).selected)
+
+    def _int_field(self, field_id: str, what: str, low: int, high: int) -> int:
+        raw = self.query_one(f"#{field_id}", Input).value.strip()
+        try:
+            v = int(raw)
+        except ValueError:
+            raise ValueError(f"{what}: {raw!r} is not a whole number") from None
+        if not low <= v <= high:
+            raise ValueError(f"{what} must be between {low} and {high}")
+        return v
+
+    def action_start(self) -> None:
+        if self.following:
+            self.notify("this pane follows a session; it does not run suites", severity="warning")
+            return
+        if self.runner is not None:
+            self.notify("a run is going; cancel it first (ctrl+x)", severity="warning")
+            return
+        names = self._selected("runner-suites")
+        lanes = self._selected("runner-lanes")
+        if not names or not lanes:
+            self.notify("choose at least one suite and one lane", severity="warning")
+            return
+        try:
+            options = RunOptions(
+                concurrency=self._int_field("runner-concurrency", "concurrency", 1, 256),
+                repeat=self._int_field("runner-repeat", "repetitions", 1, 100),
+                quick=self.query_one("#runner-quick", Checkbox).value,
+            )
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        by_name = {s.name: s for s in self._suites or []}
+        suites = [by_name[n] for n in names if n in by_name]
+        endpoints = [e for e in self.endpoints if e.name in lanes]
+        self._clear()
+        self._start_run(endpoints, suites, options)
+
+    def _clear(self) -> None:
+        self.query_one("#runner-table", DataTable).clear()
+        self._rows.clear()
+        self._row_exchange.clear()
+        self.query_one("#runner-summary", Static).update("")
+        self.query_one(CompareView).show(None)
+
+    def start(self, suites: Sequence[Suite], options: RunOptions | None = None) -> None:
+        """Start a run from code (tests, a command palette entry) on every lane."""
+        self._clear()
+        self._start_run(self.endpoints, list(suites), options or RunOptions())
+
+    @work(exclusive=True, group="runner", exit_on_error=False)
+    async def _start_run(
+        self, endpoints: list[Endpoint], suites: list[Suite], options: RunOptions
+    ) -> None:
+        runner = Runner(endpoints, suites, store=self.store, options=options, on_event=self._event)
+        self.runner = runner
+        self.reference = runner.reference
+        self._run_started = time.monotonic()
+        self._buttons(running=True)
+        try:
+            summary = await runner.run()
+        except Exception as exc:
+            self.notify(f"the run failed: {exc}", severity="error", timeout=15)
+            self._set_status(f"failed: {exc}")
+            return
+        finally:
+            self.runner = None
+            self._buttons(running=False)
+        p = summary.progress
+        state = "stopped" if summary.cancelled else "finished"
+        self._progress(p.done, p.total, None, f"{state} in {format_seconds(p.elapsed_s)}")
+        self.query_one("#runner-summary", Static).update(summarize(summary.results).rstrip())
+        where = "saved in the session" if self.store is not None else "not saved"
+        self.notify(f"run {state}: {len(summary.exchanges)} exchanges ({where})")
+
+    def _buttons(self, *, running: bool) -> None:
+        if self.following:
+            return
+        self.query_one("#runner-start", Button).disabled = running
+        self.query_one("#runner-cancel", Button).disabled = not running
+
+    def action_cancel_run(self) -> None:
+        if self.runner is None:
+            return
+        self.runner.cancel()
+        self._set_status("stopping… finished exchanges are kept")
+
+    @on(Button.Pressed, "#runner-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#runner-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel_run()
+
+    def _row_cells(self, row: Row, lane: str) -> list[str]:
+        return self._cells(row.label, lane, row.concurrency, row.lanes[lane])
+
+    def _event(self, ev: RunEvent) -> None:
+        """Runner events arrive on this loop: update the table and the progress line."""
+        if ev.kind == "planned":
+            for row in ev.rows:
+                for lane in row.lanes:
+                    self._put_row(f"{row.key}|{lane}", self._row_cells(row, lane), (row.key, lane))
+        elif ev.kind in ("row", "lane") and ev.row is not None:
+            row = ev.row
+            if ev.exchange is not None:
+                self.exchanges[ev.exchange.id] = ev.exchange
+                self._row_exchange[row.key] = ev.exchange.id
+            lanes = [ev.lane] if ev.kind == "lane" and ev.lane else list(row.lanes)
+            for lane in lanes:
+                key = f"{row.key}|{lane}"
+                if key in self._rows:
+                    self._put_row(key, self._row_cells(row, lane), (row.key, lane))
+                    if row.status in ("skipped", "cancelled") and row.lanes[lane].status in (
+                        "queued",
+                        "running",
+                    ):
+                        self.query_one("#runner-table", DataTable).update_cell(
+                            key, "status", row.status
+                        )
+            if ev.exchange is not None:
+                self._refresh_compare_if(ev.exchange.id)
+        elif ev.kind == "message":
+            self._last_message = ev.message
+        p = ev.progress
+        self._progress(p.done, p.total, p.eta_s, self._last_message)
+
+    # ------------------------------------------------------------------ follow mode
+
+    def _poll(self) -> None:
+        from quantlab.session import SessionError
+
+        try:
+            update = self._follower.poll()
+        except SessionError as exc:
+            self._set_status(f"cannot read the session: {exc}")
+            return
+        if not update:
+            self._follow_progress()
+            return
+        session = self._follower.session
+        if update.reset:
+            self.query_one("#runner-table", DataTable).clear()
+            self._rows.clear()
+            self.exchanges.clear()
+            self.annotations = list(session.annotations)
+        else:
+            by_id = {a.id: a for a in self.annotations}
+            for a in update.annotations:
+                by_id[a.id] = a
+            for gone in update.removed_annotations:
+                by_id.pop(gone, None)
+            self.annotations = list(by_id.values())
+        runs = [r for r in session.meta.get("runs") or [] if isinstance(r, dict)]
+        self._follow_run = runs[-1] if runs else None
+        if self._follow_run and self._follow_run.get("reference"):
+            self.reference = self._follow_run["reference"]
+        elif self.reference is None:
+            ref = next((e.name for e in session.endpoints if e.role == "reference"), None)
+            self.reference = ref or (session.lanes[0] if session.lanes else None)
+        for ex in update.exchanges:
+            self._show_exchange_rows(ex)
+        self._follow_progress()
+        current = self.query_one(CompareView).exchange
+        if current is not None:
+            self._refresh_compare_if(current.id)
+
+    def _show_exchange_rows(self, ex: Exchange) -> None:
+        self.exchanges[ex.id] = ex
+        rep = int(ex.meta.get("repetition") or 0)
+        case = f"{ex.suite}/{ex.case_id}" if ex.suite else ex.source
+        if rep:
+            case += f" #{rep + 1}"
+        at = int(ex.meta.get("concurrency") or 1)
+        for lane, result in ex.results.items():
+            cells = self._cells(case, lane, at, lane_row_from_result(result))
+            self._put_row(f"{ex.id}|{lane}", cells, (ex.id, lane))
+
+    def _follow_progress(self) -> None:
+        run = self._follow_run
+        if run is None:
+            self._progress(0, 0, None, f"{len(self.exchanges)} exchanges")
+            return
+        rid = run.get("run_id")
+        done = sum(1 for ex in self.exchanges.values() if ex.meta.get("run_id") == rid)
+        total = int(run.get("total") or 0)
+        if run.get("finished_at"):
+            state = "stopped" if run.get("cancelled") else "finished"
+            done = int(run.get("done") or done)
+            self._progress(done, total, None, f"run {state}")
+            return
+        eta = None
+        started = run.get("started_at")
+        if started and done and total > done:
+            eta = (time.time() - float(started)) / done * (total - done)
+        self._progress(done, total, eta, "running (another process writes it)")
+
+    # ------------------------------------------------------------------ compare, annotate
+
+    def _exchange_for_key(self, key: str) -> tuple[Exchange | None, str | None]:
+        ref = self._rows.get(key)
+        if ref is None:
+            return None, None
+        first, lane = ref
+        ex_id = first if first in self.exchanges else self._row_exchange.get(first)
+        return (self.exchanges.get(ex_id) if ex_id else None), lane
+
+    def _annotations_for(self, exchange_id: str) -> list[Annotation]:
+        if self.store is not None and not self.following:
+            session = getattr(self.store, "session", None)
+            if session is not None:
+                return session.annotations_for(exchange_id)
+        return [a for a in self.annotations if a.exchange_id == exchange_id]
+
+    def _refresh_compare_if(self, exchange_id: str) -> None:
+        view = self.query_one(CompareView)
+        table = self.query_one("#runner-table", DataTable)
+        if table.row_count == 0:
+            return
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return
+        ex, lane = self._exchange_for_key(key or "")
+        if ex is not None and ex.id == exchange_id:
+            view.show(ex, self.reference, self._annotations_for(ex.id), lane=lane)
+
+    @on(DataTable.RowHighlighted, "#runner-table")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        ex, lane = self._exchange_for_key(event.row_key.value or "")
+        view = self.query_one(CompareView)
+        if ex is None:
+            view.show(None)
+            return
+        view.show(ex, self.reference, self._annotations_for(ex.id), lane=lane)
+
+    def selected(self) -> tuple[Exchange | None, str | None]:
+        """The highlighted row's exchange (None while it is not finished) and lane."""
+        table = self.query_one("#runner-table", DataTable)
+        if table.row_count == 0:
+            return None, None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self._exchange_for_key(key or "")
+
+    def _writer(self) -> Any:
+        """The store to save a person's judgement to; in follow mode the session is opened
+        for writing once its writer has let go of it."""
+        if self.store is not None:
+            return self.store
+        if self.following:
+            from quantlab.session import SessionError, SessionStore
+
+            try:
+                self.store = SessionStore.open(self.follow_path)  # type: ignore[arg-type]
+            except SessionError as exc:
+                self.notify(
+                    f"cannot save yet: {exc} (annotate when the run has finished)",
+                    severity="warning",
+                    timeout=10,
+                )
+                return None
+            self._own_store = True
+            return self.store
+        return None
+
+    def action_annotate(self) -> None:
+        ex, lane = self.selected()
+        if ex is None:
+            self.notify("highlight a finished row first", severity="warning")
+            return
+        store = self._writer()
+        if store is None and self.following:
+            return
+
+        def saved(annotation: Annotation) -> None:
+            self.annotations.append(annotation)
+            self._refresh_compare_if(ex.id)
+
+        open_annotation_form(
+            self.app,
+            ex.id,
+            list(ex.results),
+            store.add_annotation if store is not None else None,
+            lane=lane,
+            prompt=ex.prompt,
+            on_saved=saved,
+        )
+
+    @on(CompareView.FindingVerdict)
+    def _verdict(self, event: CompareView.FindingVerdict) -> None:
+        ex = self.exchanges.get(event.exchange_id)
+        store = self._writer()
+        if store is None:
+            if not self.following:
+                self.notify("not saved: this view has no session file", severity="warning")
+            return
+        try:
+            store.set_finding_status(event.exchange_id, event.lane, event.detector, event.status)
+        except ValueError as exc:
+            self.notify(f"not saved: {exc}", severity="error")
+            return
+        if ex is not None:
+            for f in ex.results[event.lane].findings:
+                if f.detector == event.detector:
+                    f.status = event.status  # type: ignore[assignment]
+            lr = lane_row_from_result(ex.results[event.lane])
+            for key, (first, lane) in self._rows.items():
+                same = first == ex.id or self._row_exchange.get(first) == ex.id
+                if same and lane == event.lane:
+                    self.query_one("#runner-table", DataTable).update_cell(
+                        key, "flags", flags_text(lr.flags, lr.warnings, lr.error)
+                    )
+            self._refresh_compare_if(ex.id)
+        self.notify(f"{event.lane} {event.detector}: {event.status}")
