@@ -214,7 +214,8 @@ def render(a: dict[str, Any]) -> str:
         f"# Quantization risk brief (draft): {', '.join(cands)} in place of {ref}",
         "",
         f"*Draft written by quantlab from session `{s['id']}` ({when}, {s['exchanges']} "
-        "exchanges). Every figure is measured in that session unless marked as literature; "
+        f"exchange{'s' if s['exchanges'] != 1 else ''}). Every figure is measured in that "
+        "session unless marked as literature; "
         "edit before sharing.*",
         "",
     ]

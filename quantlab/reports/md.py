@@ -50,7 +50,8 @@ def _title(a: dict[str, Any]) -> list[str]:
     line = (
         f"Session `{s['id']}`"
         + (f" (`{s['path']}`)" if s["path"] else "")
-        + f", {_when(s['created_at'])}; {s['exchanges']} exchanges, "
+        + f", {_when(s['created_at'])}; {s['exchanges']} "
+        f"exchange{'s' if s['exchanges'] != 1 else ''}, "
         f"{s['annotations']} annotation{'s' if s['annotations'] != 1 else ''}"
     )
     if suites:
