@@ -282,6 +282,19 @@ def test_json_carries_the_md_numbers(analysis: dict) -> None:
     assert f"{cmp['mcnemar']['p_value']:.3g}" in md.render(analysis)
 
 
+def test_json_never_writes_nan(tmp_path: Path) -> None:
+    from quantlab.reports import json_export
+
+    s = load_session(build_small(tmp_path / "s.json", [(True, True)]))
+    s.exchanges[0].results[CAND].timing.tokens_per_s = float("inf")
+    s.exchanges[0].results[REF].timing.ttft_ms = float("nan")
+    a = analyze(s)
+    doc = json.loads(json_export.render(a))
+    assert doc["latency"]["lanes"][CAND]["tokens_per_s_p50"] is None
+    assert "## Latency" in md.render(a) and brief.render(a)
+    assert json_export.clean({"x": [float("nan"), 1.0]}) == {"x": [None, 1.0]}
+
+
 # ------------------------------------------------------------------ brief
 
 

@@ -11,9 +11,23 @@ in milliseconds, throughput in tokens per second.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: a non-finite number (a decode rate over a zero-length
+    interval, say) becomes null rather than invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
 
 
 def render(analysis: dict[str, Any]) -> str:
     """Pretty-printed JSON, UTF-8 characters kept as they are."""
-    return json.dumps(analysis, ensure_ascii=False, indent=2, default=str, allow_nan=False) + "\n"
+    doc = clean(analysis)
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str, allow_nan=False) + "\n"
