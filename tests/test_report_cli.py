@@ -91,6 +91,18 @@ def test_bad_session_is_a_message_and_exit_2(
     assert "Traceback" not in captured.err
 
 
+def test_a_broken_value_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads(build_full(tmp_path / "f.json").read_text())
+    for ex in doc["exchanges"]:
+        if ex["suite"] == "concurrency":
+            ex["meta"]["concurrency"] = "eight"
+    bad = tmp_path / "edited.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["report", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "a value in the session cannot be used" in err and "eight" in err
+
+
 def test_unwritable_output_and_no_session(
     session_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

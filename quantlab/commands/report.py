@@ -105,7 +105,17 @@ def run(args: argparse.Namespace) -> int:
     except SessionError as exc:
         print(f"quantlab report: {exc}", file=sys.stderr)
         return 2
-    text = render(session, args.format, gpu_hour_price=args.gpu_hour_price)
+    try:
+        text = render(session, args.format, gpu_hour_price=args.gpu_hour_price)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # The loader checks the structure; values a hand edit broke (a concurrency of "x",
+        # a fact without a key) surface here: name the file and the problem, no traceback.
+        print(
+            f"quantlab report: {path}: a value in the session cannot be used "
+            f"({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
+        return 2
     if args.format == "longctx" and text.strip() == "[]":
         print(
             "quantlab report: no long-context answers in this session (run the long-context "
