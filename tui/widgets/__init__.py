@@ -1,0 +1,1 @@
+"""quantlab's widgets, one per module (LanePane, StreamView, LaneHeader, MetricsLine…)."""

@@ -1,0 +1,174 @@
+"""LanePane: one endpoint's column in the chat — header, streamed text, metrics line.
+
+The pane only draws: the chat view hands it the prompt, each text delta (buffered by the
+StreamView), and the lane's final :class:`LaneResult`. A failed lane shows its error in
+its own text and metrics line; other panes are unaffected.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.timer import Timer
+
+from quantlab.records import Endpoint, Exchange, LaneResult
+from tui.widgets.lane_header import LaneHeader
+from tui.widgets.metrics_line import MetricsLine
+from tui.widgets.stream_view import FlushClock, StreamView
+
+#: Live metrics refresh rate while streaming (numbers faster than this are unreadable).
+METRICS_HZ = 8.0
+
+
+class LanePane(Vertical):
+    """A lane: :class:`LaneHeader`, :class:`StreamView`, :class:`MetricsLine`."""
+
+    DEFAULT_CSS = """
+    LanePane {
+        height: 1fr;
+        width: 1fr;
+    }
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        index: int = 0,
+        *,
+        clock: FlushClock | None = None,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=f"lane-{index % 4}")
+        self.endpoint = endpoint
+        self.lane = endpoint.name
+        self.header = LaneHeader(endpoint)
+        self.view = StreamView(clock=clock)
+        self.metrics = MetricsLine()
+        self.streaming = False
+        self._t_sent = 0.0
+        self._t_first: float | None = None
+        self._deltas = 0
+        self._timer: Timer | None = None
+        self._metrics_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        yield self.view
+        yield self.metrics
+
+    # ------------------------------------------------------------------ status
+
+    def set_status(self, status: str, detail: str | None = None) -> None:
+        self.header.set_status(status, detail)
+
+    def set_endpoint(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.header.update_endpoint(endpoint)
+
+    # ------------------------------------------------------------------ one exchange
+
+    def start(self, prompt: str) -> None:
+        """A new prompt was sent to this lane."""
+        self.view.write_block(f"› {prompt}", "user")
+        self.view.begin_answer()
+        self.streaming = True
+        self._t_sent = time.perf_counter()
+        self._t_first = None
+        self._deltas = 0
+        self.set_status("streaming")
+        self.metrics.show_waiting(0.0)
+        if self._timer is None:
+            self._timer = self.set_interval(1 / METRICS_HZ, self._tick)
+        else:
+            self._timer.resume()
+
+    def on_text(self, delta: str) -> None:
+        """A text delta arrived (called for every chunk: keep it O(1))."""
+        if self._t_first is None:
+            self._t_first = time.perf_counter()
+        self._deltas += 1
+        self.view.append(delta)
+
+    def _tick(self) -> None:
+        """The pane's own 8 Hz timer: the waiting clock, and the numbers of a lane whose
+        text has stopped flowing (while text flows, the flush clock updates them)."""
+        if self.streaming and not self.view.pending:
+            self.update_metrics()
+
+    def tick_metrics(self) -> None:
+        """Called after the lanes' text was flushed: update the numbers in the same screen
+        refresh, at most METRICS_HZ times a second."""
+        if self.streaming and time.perf_counter() - self._metrics_at >= 1 / METRICS_HZ:
+            self.update_metrics()
+
+    def update_metrics(self) -> None:
+        now = time.perf_counter()
+        self._metrics_at = now
+        if self._t_first is None:
+            self.metrics.show_waiting(now - self._t_sent)
+            return
+        ttft = (self._t_first - self._t_sent) * 1000
+        span = now - self._t_first
+        tps = (self._deltas - 1) / span if self._deltas > 1 and span > 0 else None
+        self.metrics.show_live(ttft, tps, self._deltas)
+
+    def finish(self, result: LaneResult) -> None:
+        """The lane's answer is complete (or failed): final text and numbers."""
+        self._stop_streaming()
+        if result.error is not None:
+            if result.text and not self._deltas:
+                self.view.append(result.text)
+            self.view.end_answer()
+            self.view.write_block(f"✗ {result.error}", "error")
+            self.set_status("error", str(result.error))
+        else:
+            if result.text and not self._deltas:
+                self.view.append(result.text)  # a server that sent the answer whole
+            self.view.end_answer()
+            self.set_status("ready")
+        self.metrics.show_result(result)
+
+    def stop(self) -> None:
+        """The exchange was cancelled before this lane finished."""
+        if not self.streaming:
+            return
+        self._stop_streaming()
+        self.view.end_answer()
+        self.view.write_block("■ stopped", "note")
+        self.set_status("stopped", "stopped by you before the answer ended")
+        self.metrics.show_stopped()
+
+    def _stop_streaming(self) -> None:
+        self.streaming = False
+        if self._timer is not None:
+            self._timer.pause()
+
+    # ------------------------------------------------------------------ history
+
+    def show_past(self, exchange: Exchange) -> None:
+        """An exchange from a reopened session: its prompt and this lane's answer."""
+        result = exchange.results.get(self.lane)
+        label = (
+            exchange.prompt
+            if exchange.source == "chat"
+            else f"[{exchange.source}] {exchange.prompt}"
+        )
+        self.view.write_block(f"› {label}", "user")
+        if result is None:
+            self.view.write_block("(this lane was not part of this exchange)", "note")
+            return
+        self.view.begin_answer()
+        if result.text:
+            self.view.append(result.text)
+        self.view.end_answer()
+        if result.error is not None:
+            self.view.write_block(f"✗ {result.error}", "error")
+        self.metrics.show_result(result)
+
+    def clear(self) -> None:
+        """A new conversation."""
+        self._stop_streaming()
+        self.view.clear()
+        self.metrics.show_idle("new conversation")

@@ -1,0 +1,119 @@
+"""MetricsLine: one line under a lane with its live and final numbers.
+
+While an answer streams it shows the UI's own running estimate (time to the first delta,
+deltas per second); when the lane finishes the numbers are replaced by the client's
+measured ones (taken where the bytes arrive, same definitions as vLLM's benchmark), with
+the finish reason and end-to-end time. It is a one-line ``render()`` widget refreshed
+without a relayout, so updating it several times a second costs next to nothing.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from quantlab.records import LaneResult
+
+
+def fmt_ms(ms: float | None) -> str:
+    """``840 ms``, ``12.4 s``, or ``–`` when unknown."""
+    if ms is None:
+        return "–"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.2f} s" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def fmt_rate(tps: float | None) -> str:
+    return "–" if tps is None else f"{tps:.1f}"
+
+
+class MetricsLine(Widget):
+    """TTFT · tok/s · tokens, then finish reason · e2e; or the state before that."""
+
+    DEFAULT_CSS = """
+    MetricsLine {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        color: $text-muted;
+        &.-live { color: $text-primary; }
+        &.-done { color: $foreground; }
+        &.-error { color: $text-error; }
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._text = Text("idle", style="dim")
+        self._state = ""
+
+    @property
+    def plain(self) -> str:
+        """The line as plain text (tests read it)."""
+        return self._text.plain
+
+    def render(self) -> Text:
+        return self._text
+
+    def _set(self, text: Text, state: str = "") -> None:
+        self._text = text
+        if state != self._state:  # a class change restyles the widget: only when it changes
+            self._state = state
+            for name in ("-live", "-done", "-error"):
+                self.set_class(name == state, name)
+        self.refresh()
+
+    def show_idle(self, message: str = "idle") -> None:
+        self._set(Text(message, style="dim"))
+
+    def show_waiting(self, elapsed_s: float) -> None:
+        self._set(Text.assemble(("◌ ", "bold"), f"waiting for the first token… {elapsed_s:.1f} s"))
+
+    def show_live(self, ttft_ms: float | None, tps: float | None, tokens: int) -> None:
+        """Running numbers while the answer streams (``tokens`` counts text deltas)."""
+        self._set(
+            Text.assemble(
+                ("● ", "bold"),
+                ("TTFT ", "dim"),
+                (fmt_ms(ttft_ms), "bold"),
+                ("  ·  ", "dim"),
+                (fmt_rate(tps), "bold"),
+                (" tok/s", "dim"),
+                ("  ·  ", "dim"),
+                (str(tokens), "bold"),
+                (" tokens", "dim"),
+            ),
+            "-live",
+        )
+
+    def show_result(self, r: LaneResult) -> None:
+        """Final numbers from the client's measurement; a failed lane says so."""
+        t = r.timing
+        tokens = "–" if t.output_tokens is None else str(t.output_tokens)
+        if t.tokens_counted and t.output_tokens is not None:
+            tokens += "*"
+        head = ("✗ ", "bold") if r.error else ("✓ ", "bold")
+        finish = f"error: {r.error.kind}" if r.error else (r.finish_reason or "–")
+        self._set(
+            Text.assemble(
+                head,
+                ("TTFT ", "dim"),
+                (fmt_ms(t.ttft_ms), "bold"),
+                ("  ·  ", "dim"),
+                (fmt_rate(t.tokens_per_s), "bold"),
+                (" tok/s", "dim"),
+                ("  ·  ", "dim"),
+                (tokens, "bold"),
+                (" tokens", "dim"),
+                ("  ·  ", "dim"),
+                (finish, "bold"),
+                ("  ·  ", "dim"),
+                ("e2e ", "dim"),
+                (fmt_ms(t.e2e_ms), "bold"),
+            ),
+            "-error" if r.error else "-done",
+        )
+
+    def show_stopped(self) -> None:
+        self._set(Text.assemble(("■ ", "bold"), "stopped before the answer ended"), "-error")

@@ -1,0 +1,498 @@
+"""StreamView: a lane's text, streamed at thousands of tokens a second without lag.
+
+Why a custom widget: re-rendering a Markdown document (or re-wrapping a whole text) on
+every update costs time proportional to the answer's length, so a long fast answer
+starves the event loop. Here each cost is bounded by the screen, not the answer:
+
+* ``append`` only adds the delta to a list (O(1) per token);
+* a flush, at most 30 times a second (one :class:`FlushClock` shared by the lanes),
+  joins the pending deltas and wraps only the *tail*: the last visual row of the open
+  line plus the new text. Rows before it never change when text is appended (greedy
+  word wrap: a row is closed only when the next word did not fit, and adding
+  characters cannot make it fit);
+* ``render_line`` (Textual's Line API) draws only the visible rows, from a small cache.
+
+Light styling instead of Markdown: fenced code blocks, headings, the user's prompts,
+errors and notes each get a component style (themeable in CSS). The text is kept exactly:
+rows concatenate back to what was received (tabs shown as spaces, control characters as
+U+FFFD), which :meth:`answer_text` returns for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.cells import get_character_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual.events import Resize
+from textual.geometry import Region, Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+#: Row kinds and their component classes (styled in DEFAULT_CSS, overridable in app.tcss).
+KINDS: tuple[str, ...] = ("text", "code", "fence", "heading", "user", "error", "note", "rule")
+_COMPONENT = {k: f"stream-view--{k}" for k in KINDS if k != "text"}
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CACHE_LIMIT = 512
+
+
+def clean(text: str) -> str:
+    """What is displayed for ``text``: tabs as 4 spaces, CR dropped, other control
+    characters as U+FFFD (they would move the terminal's cursor)."""
+    if "\t" in text:
+        text = text.replace("\t", "    ")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "")
+    return _CONTROL.sub("\ufffd", text) if _CONTROL.search(text) else text
+
+
+def wrap(s: str, width: int) -> list[str]:
+    """Greedy word wrap of one line into rows of at most ``width`` cells.
+
+    No character is dropped: a space at a break stays at the end of its row (spaces may
+    hang past ``width``; they are cropped when drawn), a word longer than a row is cut.
+    Always at least one row (``[""]`` for an empty line).
+    """
+    width = max(1, width)
+    if not s.isascii():
+        return _wrap_cells(s, width)
+    n = len(s)
+    if n <= width:
+        return [s]
+    rows: list[str] = []
+    start = 0
+    while n - start > width:
+        end = start + width
+        if s[end] == " ":
+            cut = end
+        else:
+            sp = s.rfind(" ", start, end)
+            cut = sp + 1 if sp > start else end
+        while cut < n and s[cut] == " ":
+            cut += 1
+        rows.append(s[start:cut])
+        start = cut
+    if start < n:
+        rows.append(s[start:])
+    return rows
+
+
+def _wrap_cells(s: str, width: int) -> list[str]:
+    """:func:`wrap` for text with wide (CJK, emoji) or zero-width characters."""
+    rows: list[str] = []
+    n = len(s)
+    start = i = cells = 0
+    last_space = -1
+    while i < n:
+        c = s[i]
+        w = get_character_cell_size(c)
+        if cells + w > width and i > start:
+            if c == " ":
+                cut = i
+            elif last_space > start:
+                cut = last_space + 1
+            else:
+                cut = i
+            while cut < n and s[cut] == " ":
+                cut += 1
+            rows.append(s[start:cut])
+            start = i = cut
+            cells = 0
+            last_space = -1
+            continue
+        if c == " ":
+            last_space = i
+        cells += w
+        i += 1
+    if start < n or not rows:
+        rows.append(s[start:])
+    return rows
+
+
+class FlushClock:
+    """Draws every waiting StreamView in one go, at most ``hz`` times a second.
+
+    Lanes that share a clock flush in the same event-loop turn, so the screen is updated
+    once for all of them instead of once per lane. The next tick is due ``1/hz`` after the
+    previous one *ended*: when drawing is slow (a loaded machine) the rate drops by itself
+    instead of queueing work. ``listeners`` run after each tick (e.g. metrics lines).
+    """
+
+    def __init__(self, hz: float = 30.0) -> None:
+        self.interval = 1.0 / hz
+        self._due: dict[StreamView, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = 0.0
+        self.ticks = 0
+        self.listeners: list[Callable[[], None]] = []
+
+    def request(self, view: StreamView) -> None:
+        """``view`` has pending text: flush it at the next tick (first one right away)."""
+        self._due[view] = None
+        if self._handle is None:
+            delay = self._last + self.interval - time.monotonic()
+            self._handle = asyncio.get_running_loop().call_later(max(0.0, delay), self.tick)
+
+    def cancel(self, view: StreamView) -> None:
+        self._due.pop(view, None)
+
+    def tick(self) -> None:
+        self._handle = None
+        due, self._due = self._due, {}
+        for view in due:
+            view.flush()
+        for listener in self.listeners:
+            listener()
+        self.ticks += 1
+        self._last = time.monotonic()
+
+
+class StreamView(ScrollView, can_focus=True):
+    """Scrollable, word-wrapped text that grows at its end; see the module docstring.
+
+    Follows the end while the view is scrolled to the bottom; a person who scrolls up
+    keeps their place until they scroll back down.
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {*_COMPONENT.values(), "stream-view--thumb"}
+    DEFAULT_CSS = """
+    StreamView {
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        overflow-y: scroll;
+        scrollbar-size-vertical: 0;
+    }
+    StreamView > .stream-view--user { color: $accent; text-style: bold; }
+    StreamView > .stream-view--code { color: $text-success; background: $boost; }
+    StreamView > .stream-view--fence { color: $text-muted; background: $boost; }
+    StreamView > .stream-view--heading { color: $text-primary; text-style: bold; }
+    StreamView > .stream-view--error { color: $text-error; text-style: bold; }
+    StreamView > .stream-view--note { color: $text-muted; text-style: italic; }
+    StreamView > .stream-view--rule { color: $panel-lighten-2; }
+    StreamView > .stream-view--thumb { color: $panel-lighten-3; }
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: FlushClock | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.clock = clock if clock is not None else FlushClock()
+        # Visual rows, in parallel lists: text, kind, and whether the row starts a line.
+        self._rows: list[str] = []
+        self._kinds: list[str] = []
+        self._starts: list[bool] = []
+        self._open = False  # is the last logical line still growing?
+        self._line_row0 = 0  # first row of the open line
+        self._head = ""  # first characters of the open line (decides its kind)
+        self._in_code = False  # inside a ``` fence of the current answer
+        self._block_kind: str | None = None  # fixed kind, or None: styled as an answer
+        self._answer_row0: int | None = None
+        self._wrap_width = 0
+        # Pending deltas, and when the oldest of them arrived (perf_counter_ns).
+        self._pending: list[str] = []
+        self._pending_since = 0
+        self._strips: dict[int, Strip] = {}
+        self._styles: dict[str, Style] = {}
+        self._paint: tuple[int, int, tuple[int, int]] = (0, 0, (0, 0))
+        #: Counters for benchmarks and tests.
+        self.flushes = 0
+        self.paints = 0
+        #: Called after each flush with the oldest flushed delta's arrival time (ns).
+        self.on_flush: Callable[[int], None] | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def row_count(self) -> int:
+        return len(self._rows)
+
+    @property
+    def pending(self) -> bool:
+        """True while deltas wait for the next flush."""
+        return bool(self._pending)
+
+    def append(self, delta: str) -> None:
+        """Add streamed text; it is drawn at the clock's next tick."""
+        if not delta:
+            return
+        if not self._pending:
+            self._pending_since = time.perf_counter_ns()
+            self.clock.request(self)
+        self._pending.append(delta)
+
+    def flush(self) -> None:
+        """Draw every pending delta now."""
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        since = self._pending_since
+        first = self._add_text(text)
+        self.flushes += 1
+        self._changed(first)
+        if self.on_flush is not None:
+            self.on_flush(since)
+
+    def begin_answer(self) -> None:
+        """Start a streamed answer on a new line (styled as Markdown-ish text)."""
+        self.flush()
+        self._close_line()
+        self._block_kind = None
+        self._in_code = False
+        self._answer_row0 = len(self._rows)
+
+    def end_answer(self) -> None:
+        """Draw what is pending and close the answer's last line."""
+        self.flush()
+        first = len(self._rows)
+        self._close_line()
+        self._changed(first)
+
+    def write_block(self, text: str, kind: str = "note") -> None:
+        """Write a whole block (a prompt, an error, a note) on lines of its own."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        self.flush()
+        first = len(self._rows)
+        self._close_line()
+        saved = self._block_kind
+        self._block_kind = kind
+        first = min(first, self._add_text(text))
+        self._close_line()
+        self._block_kind = saved
+        self._changed(first)
+
+    def write_rule(self, label: str = "") -> None:
+        """A horizontal rule across the view, with an optional label in it."""
+        width = max(1, self._width())
+        text = f"── {label} " if label else ""
+        self.write_block(text + "─" * max(0, width - len(text)), "rule")
+
+    def answer_text(self) -> str:
+        """The text of the last answer as displayed (pending deltas not yet drawn are not
+        included: call :meth:`flush` first for everything)."""
+        if self._answer_row0 is None:
+            return ""
+        return self._join(self._answer_row0, len(self._rows))
+
+    def text(self) -> str:
+        """Everything displayed, lines joined with newlines."""
+        return self._join(0, len(self._rows))
+
+    def clear(self) -> None:
+        """Remove everything (a new conversation)."""
+        self.clock.cancel(self)
+        self._pending.clear()
+        self._rows.clear()
+        self._kinds.clear()
+        self._starts.clear()
+        self._open = False
+        self._answer_row0 = None
+        self._in_code = False
+        self._strips.clear()
+        self.virtual_size = Size(self._width(), 0)
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self.refresh()
+
+    # ------------------------------------------------------------------ text model
+
+    def _width(self) -> int:
+        """Cells for text: the view less a margin column on the left and the scroll thumb's
+        column on the right (drawn here: Textual's scrollbar widget would be one more
+        widget to repaint on every flush)."""
+        return max(1, self.size.width - 2)
+
+    def _add_text(self, text: str) -> int:
+        """Append ``text`` to the rows; returns the first row index that changed."""
+        if not self._wrap_width:
+            self._wrap_width = self._width()
+        text = clean(text)
+        first = len(self._rows)
+        for i, part in enumerate(text.split("\n")):
+            if i:
+                self._close_line()
+            if not self._open:
+                self._open_line()
+                first = min(first, self._line_row0)
+            if part:
+                first = min(first, self._extend(part))
+        return first
+
+    def _open_line(self) -> None:
+        self._rows.append("")
+        self._kinds.append(self._line_kind(""))
+        self._starts.append(True)
+        self._line_row0 = len(self._rows) - 1
+        self._head = ""
+        self._open = True
+
+    def _close_line(self) -> None:
+        if not self._open:
+            return
+        if self._block_kind is None and self._is_fence(self._head):
+            self._in_code = not self._in_code
+        self._open = False
+
+    @staticmethod
+    def _is_fence(head: str) -> bool:
+        h = head.lstrip()
+        return h.startswith("```") or h.startswith("~~~")
+
+    def _line_kind(self, head: str) -> str:
+        if self._block_kind is not None:
+            return self._block_kind
+        if self._is_fence(head):
+            return "fence"
+        if self._in_code:
+            return "code"
+        if head.startswith("#"):
+            return "heading"
+        return "text"
+
+    def _extend(self, part: str) -> int:
+        """Append to the open line: re-wrap only its last row plus ``part``."""
+        if len(self._head) < 8:
+            self._head = (self._head + part)[:8]
+        tail_row = len(self._rows) - 1
+        new_rows = wrap(self._rows[tail_row] + part, self._wrap_width)
+        kind = self._line_kind(self._head)
+        self._rows[tail_row:] = new_rows
+        self._kinds[tail_row:] = [kind] * len(new_rows)
+        self._starts[tail_row:] = [self._starts[tail_row]] + [False] * (len(new_rows) - 1)
+        if kind != self._kinds[self._line_row0]:  # the head decided the line's kind late
+            for r in range(self._line_row0, tail_row):
+                self._kinds[r] = kind
+            return self._line_row0
+        return tail_row
+
+    def _join(self, start: int, end: int) -> str:
+        parts: list[str] = []
+        for r in range(start, end):
+            if self._starts[r] and r > start:
+                parts.append("\n")
+            parts.append(self._rows[r])
+        return "".join(parts)
+
+    def _rewrap(self, width: int) -> None:
+        """Wrap everything again for a new width (once per resize)."""
+        lines: list[tuple[str, str, bool]] = []  # text, kind, is the answer start
+        answer_line = None
+        for r in range(len(self._rows)):
+            if self._starts[r]:
+                if r == self._answer_row0:
+                    answer_line = len(lines)
+                lines.append((self._rows[r], self._kinds[r], False))
+            else:
+                text, kind, _ = lines[-1]
+                lines[-1] = (text + self._rows[r], kind, False)
+        self._rows, self._kinds, self._starts = [], [], []
+        for i, (text, kind, _) in enumerate(lines):
+            if i == answer_line:
+                self._answer_row0 = len(self._rows)
+            rows = wrap(text, width)
+            self._rows.extend(rows)
+            self._kinds.extend([kind] * len(rows))
+            self._starts.extend([True] + [False] * (len(rows) - 1))
+        if lines:
+            last_rows = wrap(lines[-1][0], width)
+            self._line_row0 = len(self._rows) - len(last_rows)
+        self._wrap_width = width
+
+    # ------------------------------------------------------------------ drawing
+
+    def _changed(self, first: int) -> None:
+        """Rows from ``first`` on changed: drop their cached strips, resize, follow."""
+        strips = self._strips
+        if strips:
+            for key in [key for key in strips if key >> 1 >= first]:
+                del strips[key]
+        follow = self.scroll_y >= self.max_scroll_y - 1
+        height = len(self._rows)
+        if self.virtual_size.height != height:
+            # Not a plain assignment: that asks for a relayout of the whole screen (every
+            # widget repainted, ~50 ms here) 30 times a second. The width is fixed, so only
+            # the scrollbar needs to learn the new height.
+            self.set_reactive(StreamView.virtual_size, Size(self._wrap_width, height))
+            self._scroll_update(self.virtual_size)
+        if follow and height > self.size.height:
+            self.scroll_to(y=height, animate=False, immediate=True)
+        self.refresh_lines(first, max(1, height - first))
+
+    def on_resize(self, event: Resize) -> None:
+        width = self._width()
+        if self._rows and width != self._wrap_width:
+            follow = self.scroll_y >= self.max_scroll_y - 1
+            self._rewrap(width)
+            self._strips.clear()
+            self.virtual_size = Size(width, len(self._rows))
+            if follow:
+                self.scroll_to(y=len(self._rows), animate=False, immediate=True)
+            self.refresh()
+        elif not self._rows:
+            self._wrap_width = width
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+        self._strips.clear()
+
+    def _style(self, kind: str) -> Style:
+        style = self._styles.get(kind)
+        if style is None:
+            base = self.rich_style
+            cls = "stream-view--thumb" if kind == "thumb" else _COMPONENT.get(kind)
+            style = base + self.get_component_rich_style(cls, partial=True) if cls else base
+            self._styles[kind] = style
+        return style
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of this paint needs, looked up once (Textual computes ``size``
+        # and ``rich_style`` afresh on each access: ~0.2 ms per line otherwise).
+        self.paints += 1
+        self._paint = (self.scroll_offset.y, self.size.width, self._thumb_span())
+        return super().render_lines(crop)
+
+    def _thumb_span(self) -> tuple[int, int]:
+        """Rows (start, end) of the view where the scroll thumb is drawn; empty when
+        everything fits."""
+        height = self.size.height
+        total = len(self._rows)
+        if total <= height or height <= 0:
+            return (0, 0)
+        size = max(1, height * height // total)
+        top = round(self.scroll_offset.y * (height - size) / max(1, total - height))
+        return (top, top + size)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_y, width, (top, end) = self._paint
+        index = scroll_y + y
+        thumb = top <= y < end
+        key = (index << 1) | thumb
+        strip = self._strips.get(key)
+        if strip is not None and strip.cell_length == width:
+            return strip  # Strips are costly to make (and become cyclic garbage): reuse
+        base = self._style("text")
+        if index >= len(self._rows):
+            segments = [Segment(" " * (width - 1), base)]
+        else:
+            style = self._style(self._kinds[index])
+            body = Strip([Segment(" ", base), Segment(self._rows[index], style)])
+            segments = list(body.crop_extend(0, width - 1, style))
+        segments.append(Segment("▕" if thumb else " ", self._style("thumb")))
+        strip = Strip(segments, width)
+        if len(self._strips) >= _CACHE_LIMIT:
+            self._strips.clear()
+        self._strips[key] = strip
+        return strip
