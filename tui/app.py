@@ -1,0 +1,265 @@
+"""QuantlabApp: the Textual app — a top bar, tabs (the chat now), and the key footer.
+
+Where later panes go: :meth:`QuantlabApp.compose_tabs` yields one ``TabPane`` per tab. The
+chat is the first; the runner (``tui.widgets.runner.RunnerPane``) and the telemetry pane
+(``tui.widgets.telemetry.TelemetryPane``) are meant to be added there as further tabs.
+With one tab only, the tab strip is hidden so the chat gets the whole screen.
+
+Endpoints either come ready (``endpoints=``), or from ``connect=``, a blocking callable
+(the local pair's build and start) run on a thread while a progress panel is shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from quantlab.records import Endpoint, Exchange, SamplingParams
+from tui.theme import ThemeSet, load_app_themes
+from tui.widgets.app_bar import AppBar
+from tui.widgets.chat_view import ChatView
+from tui.widgets.startup_panel import StartupPanel
+
+#: Below this many columns the lanes are stacked instead of side by side.
+NARROW_COLUMNS = 100
+#: Below this many rows a stacked layout uses one-line lane headers.
+SHORT_ROWS = 40
+
+Connect = Callable[[Callable[[str, float | None], None]], Any]
+
+
+def _freeze_gc() -> None:
+    """Move everything alive after start-up (Textual, Rich, httpx: hundreds of thousands of
+    objects) out of the garbage collector's sight. Without it each full collection scans
+    them all: 40-70 ms pauses here, several a minute while answers stream, each one a
+    stall of the screen. Only for the real command (it is process-wide), not in tests."""
+    gc.collect()
+    gc.freeze()
+
+
+def describe_endpoints(endpoints: Sequence[Endpoint], source: str | None) -> str:
+    """What the app compares, for the top bar."""
+    names = " vs ".join(e.name for e in endpoints)
+    if source == "local pair":
+        return f"local pair · SmolLM2-135M-Instruct · {names} (llama.cpp, CPU)"
+    return names
+
+
+class QuantlabApp(App[int]):
+    """The split-screen chat lab. See the module docstring for how panes are added."""
+
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses live elsewhere
+    TITLE = "quantlab"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear every lane's history"),
+        Binding("f2", "edit_params", "Params", tooltip="Edit the sampling parameters"),
+        Binding("escape", "stop", "Stop", tooltip="Stop the answers streaming now"),
+        Binding("ctrl+l", "toggle_layout", "Layout", tooltip="Side by side / stacked lanes"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        endpoints: Sequence[Endpoint] | None = None,
+        connect: Connect | None = None,
+        source: str | None = None,
+        params: SamplingParams | None = None,
+        store: Any = None,
+        history: Sequence[Exchange] = (),
+        session_path: str | Path | None = None,
+        themes: ThemeSet | None = None,
+        read_timeout: float = 300.0,
+        freeze_gc: bool = False,
+    ) -> None:
+        super().__init__()
+        if endpoints is None and connect is None:
+            raise ValueError("give endpoints or a connect callable")
+        self.endpoints = list(endpoints) if endpoints is not None else None
+        self.connect = connect
+        self.source = source
+        self.params = params or SamplingParams()
+        self.store = store
+        self.history = list(history)
+        self.session_path = str(session_path) if session_path else None
+        self.read_timeout = read_timeout
+        self.setup: Any = None  # what connect() returned (it owns started servers)
+        self.fatal: str | None = None  # why the app could not start its lanes
+        self.layout_mode = "auto"  # "auto" | "side" | "stacked"
+        self.freeze_gc = freeze_gc
+        self._themes = themes or load_app_themes(None)
+        for theme in self._themes.themes:
+            self.register_theme(theme)
+        self.theme = self._themes.selected
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield AppBar(id="app-bar")
+        with TabbedContent(id="tabs"):
+            yield from self.compose_tabs()
+        yield Footer()
+
+    def compose_tabs(self) -> Iterable[TabPane]:
+        """One TabPane per tab: the chat first; further panes (runner, telemetry) go here."""
+        yield TabPane("Chat", self._chat_or_startup(), id="tab-chat")
+
+    def _chat_or_startup(self) -> ChatView | StartupPanel:
+        if self.endpoints is not None:
+            return self._make_chat(self.endpoints)
+        return StartupPanel(
+            "Starting the local pair",
+            "Two real llama.cpp servers: SmolLM2-135M-Instruct in BF16 (the reference) and "
+            "requantized to Q4_0 (the candidate). The first run builds both files once.",
+            id="startup",
+        )
+
+    def _make_chat(self, endpoints: Sequence[Endpoint]) -> ChatView:
+        label = Path(self.session_path).name if self.session_path else None
+        return ChatView(
+            endpoints,
+            params=self.params,
+            store=self.store,
+            history=self.history,
+            history_label=label,
+            read_timeout=self.read_timeout,
+            id="chat",
+        )
+
+    def on_mount(self) -> None:
+        if self.freeze_gc:
+            self.call_after_refresh(_freeze_gc)
+        tabs = self.query_one(TabbedContent)
+        tabs.set_class(tabs.tab_count <= 1, "-single")
+        bar = self.query_one(AppBar)
+        bar.update_state(session=self._session_label(), exchanges=len(self.history))
+        if self.endpoints is not None:
+            bar.update_state(what=describe_endpoints(self.endpoints, self.source))
+        else:
+            self._connect()
+        for problem in self._themes.problems:
+            self.notify(problem, title="theme", severity="warning", timeout=12)
+        self._apply_layout()
+
+    def _session_label(self) -> str:
+        if not self.session_path:
+            return "not saved"
+        p = Path(self.session_path)
+        with contextlib.suppress(ValueError):
+            return str(p.resolve().relative_to(Path.cwd()))
+        return str(p)
+
+    def on_resize(self) -> None:
+        self._apply_layout()
+
+    def _apply_layout(self) -> None:
+        """Side by side when wide enough (or asked), stacked otherwise."""
+        if self.layout_mode == "auto":
+            stacked = self.size.width < NARROW_COLUMNS
+        else:
+            stacked = self.layout_mode == "stacked"
+        for lanes in self.query("#lanes"):
+            lanes.set_class(stacked, "-stacked")
+        compact = stacked and self.size.height < SHORT_ROWS
+        for header in self.query("LaneHeader"):
+            header.set_class(compact, "-compact")
+
+    # ------------------------------------------------------------------ starting
+
+    @work(thread=True, group="connect", exit_on_error=False)
+    def _connect(self) -> None:
+        """Run the blocking ``connect`` (build once, start servers) off the event loop."""
+        assert self.connect is not None
+        panel = self.query_one(StartupPanel)
+
+        def progress(message: str, fraction: float | None = None) -> None:
+            self.call_from_thread(panel.progress, message, fraction)
+
+        try:
+            setup = self.connect(progress)
+        except Exception as exc:
+            self.call_from_thread(self._connect_failed, str(exc))
+            return
+        self.setup = setup
+        self.call_from_thread(self._connected, list(setup.endpoints), setup.source)
+
+    def _connect_failed(self, message: str) -> None:
+        self.fatal = message
+        self.query_one(StartupPanel).fail(message)
+        self.query_one(AppBar).update_state(what="could not start")
+
+    async def _connected(self, endpoints: list[Endpoint], source: str | None) -> None:
+        self.endpoints = endpoints
+        self.source = source or self.source
+        pane = self.query_one("#tab-chat", TabPane)
+        await self.query_one(StartupPanel).remove()
+        await pane.mount(self._make_chat(endpoints))
+        self.query_one(AppBar).update_state(what=describe_endpoints(endpoints, self.source))
+        self._apply_layout()
+
+    # ------------------------------------------------------------------ chat events
+
+    @property
+    def chat(self) -> ChatView | None:
+        found = self.query(ChatView)
+        return found.first() if found else None
+
+    @on(ChatView.Changed)
+    def _chat_changed(self, event: ChatView.Changed) -> None:
+        self.query_one(AppBar).update_state(exchanges=event.exchanges, busy=event.busy)
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide keys that do nothing now (Stop only while streaming; chat keys need lanes)."""
+        chat = self.chat
+        if action == "stop":
+            return bool(chat and chat.busy)
+        if action in ("new_conversation", "edit_params"):
+            return chat is not None
+        return True
+
+    def action_new_conversation(self) -> None:
+        if self.chat:
+            self.chat.new_conversation()
+
+    def action_edit_params(self) -> None:
+        if self.chat:
+            self.chat.edit_params()
+
+    def action_stop(self) -> None:
+        if self.chat and self.chat.stop():
+            self.notify("stopped: lanes that had finished are saved")
+
+    def action_toggle_layout(self) -> None:
+        order = ["auto", "side", "stacked"]
+        self.layout_mode = order[(order.index(self.layout_mode) + 1) % len(order)]
+        self._apply_layout()
+        self.notify(f"layout: {self.layout_mode}", timeout=2)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "New conversation", "Clear every lane's history (ctrl+n)", self.action_new_conversation
+        )
+        yield SystemCommand(
+            "Sampling parameters",
+            "Edit temperature, top_p, max tokens, seed, system prompt (F2)",
+            self.action_edit_params,
+        )
+        yield SystemCommand("Stop streaming", "Stop the answers now (Esc)", self.action_stop)
+        yield SystemCommand(
+            "Toggle lane layout",
+            "Auto / side by side / stacked (ctrl+l)",
+            self.action_toggle_layout,
+        )

@@ -1,0 +1,165 @@
+"""Entry points of the commands that open the UI: ``quantlab`` (chat), ``demo``, ``top``.
+
+Each one checks everything a person typed *before* the screen switches to the app, so a
+mistake is one line on the terminal, not a traceback or a message lost behind the UI.
+Servers quantlab starts (the local pair) are stopped when the app exits, however it exits:
+quit key, SIGTERM/SIGHUP (handled as a quit), or an exception.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from quantlab.config import Config, ConfigError, load_config, resolve_endpoints
+from quantlab.session import SessionError, SessionStore, default_session_path
+
+PROG = "quantlab"
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _needs_local_pair(args: argparse.Namespace, config: Config) -> bool:
+    """The same precedence as :func:`quantlab.config.resolve_endpoints`: flags, then the
+    config's endpoints, else the local pair (which takes a while: started inside the app)."""
+    flags = getattr(args, "endpoint", None) or []
+    if flags:
+        return False
+    return bool(getattr(args, "demo", False)) or not config.endpoints
+
+
+def _open_session(path_arg: str | None, config: Config) -> tuple[Any, Path, bool]:
+    """(store, path, created): a new session file, or an existing one reopened."""
+    path = Path(path_arg).expanduser() if path_arg else default_session_path(config.sessions_dir)
+    created = not path.exists()
+    store = SessionStore.open(path)
+    return store, path, created
+
+
+def chat(args: argparse.Namespace) -> int:
+    """``quantlab``: the split-screen chat on the configured endpoints (or the local pair)."""
+    from tui.app import QuantlabApp
+    from tui.theme import load_app_themes
+
+    try:
+        config = load_config(getattr(args, "config", None))
+        pair = _needs_local_pair(args, config)
+        setup = None if pair else resolve_endpoints(args, config)
+    except ConfigError as exc:
+        _say(str(exc))
+        return 2
+    try:
+        store, path, created = _open_session(getattr(args, "session", None), config)
+    except SessionError as exc:
+        _say(str(exc))
+        if setup is not None:
+            setup.close()
+        return 2
+    history = list(store.session.exchanges)
+    themes = load_app_themes(getattr(args, "theme", None) or config.theme)
+
+    def connect(progress: Any) -> Any:
+        return resolve_endpoints(args, config, progress=progress)
+
+    app = QuantlabApp(
+        endpoints=None if setup is None else setup.endpoints,
+        connect=connect if setup is None else None,
+        source=None if setup is None else setup.source,
+        params=config.sampling,
+        store=store,
+        history=history,
+        session_path=path,
+        themes=themes,
+        freeze_gc=True,
+    )
+    try:
+        with _quit_on_signals(app):
+            app.run()
+    finally:
+        started = setup if setup is not None else app.setup
+        if started is not None:
+            started.close()
+        _stop_local_pairs()
+        kept = _close_session(store, path, created)
+    if app.fatal:
+        _say(app.fatal)
+        return 2
+    if kept:
+        print(f"session saved: {path}", file=sys.stderr)
+    return int(app.return_code or 0)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``quantlab demo``: the chat on the local pair, built once and started here."""
+    if getattr(args, "endpoint", None):
+        _say("demo uses the local pair; leave out --endpoint (or run plain `quantlab`)")
+        return 2
+    args.demo = True
+    return chat(args)
+
+
+def top(args: argparse.Namespace) -> int:
+    """``quantlab top``: telemetry only; the view lives in ``tui.top``."""
+    try:
+        from tui import top as top_module
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tui.top",):
+            raise
+        _say("top: the telemetry view (tui/top.py) is not part of this build yet")
+        return 2
+    return int(top_module.top(args) or 0)
+
+
+def _close_session(store: Any, path: Path, created: bool) -> bool:
+    """Close the store; a session created now that holds nothing is not kept."""
+    empty = not store.session.exchanges
+    try:
+        store.close()
+    except SessionError as exc:
+        _say(str(exc))
+        return True
+    if created and empty:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    return True
+
+
+def _stop_local_pairs() -> None:
+    """A pair whose start was still under way when the app quit is stopped too."""
+    try:
+        from quantlab.localpair import stop_all
+    except ImportError:
+        return
+    stop_all()
+
+
+@contextlib.contextmanager
+def _quit_on_signals(app: Any) -> Any:
+    """SIGTERM and SIGHUP (a closed SSH session) quit the app cleanly, so the servers
+    are stopped by the caller's ``finally`` and the terminal is restored."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()  # the handler runs on the app's (main) thread
+        except RuntimeError:
+            raise SystemExit(128 + signum) from None
+        loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signum))
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, old)

@@ -1,0 +1,287 @@
+"""ChatView: the chat tab — one LanePane per endpoint, the parameters line, the prompt box.
+
+It wires the core to the panes and adds no logic of its own: prompts go through
+:func:`quantlab.fanout.fanout` (the same path as ``quantlab ask`` and the runner), each
+lane keeps its own history in a :class:`quantlab.fanout.Conversation`, and every lane's
+result is saved to the session the moment that lane completes (the store's
+``save_lane``), then the whole exchange once all lanes are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Container, Vertical
+from textual.message import Message
+from textual.worker import Worker, WorkerState
+
+from quantlab.client import LaneClient, with_system_prompt
+from quantlab.fanout import Conversation, fanout
+from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
+from tui.widgets.lane_pane import LanePane
+from tui.widgets.params_bar import ParamsBar
+from tui.widgets.params_dialog import ParamsDialog
+from tui.widgets.prompt_box import PromptBox
+from tui.widgets.stream_view import FlushClock
+
+
+def conversation_of(ex: Exchange) -> str | None:
+    """The chat conversation an exchange belongs to (None for older or non-chat ones)."""
+    conv = ex.meta.get("conversation") if isinstance(ex.meta, dict) else None
+    return conv if isinstance(conv, str) else None
+
+
+class ChatView(Vertical):
+    """The split-screen chat. ``store`` is a :class:`quantlab.session.SessionStore` (or
+    None: nothing is saved); ``history`` the exchanges of a reopened session."""
+
+    DEFAULT_CSS = """
+    ChatView { height: 1fr; }
+    ChatView > #lanes { layout: horizontal; height: 1fr; }
+    """
+
+    class Changed(Message):
+        """The chat's state changed: number of exchanges, streaming or not."""
+
+        def __init__(self, exchanges: int, busy: bool) -> None:
+            super().__init__()
+            self.exchanges = exchanges
+            self.busy = busy
+
+    class ExchangeDone(Message):
+        """An exchange finished (all lanes); tests and other panes can listen."""
+
+        def __init__(self, exchange: Exchange) -> None:
+            super().__init__()
+            self.exchange = exchange
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        params: SamplingParams | None = None,
+        store: Any = None,
+        history: Sequence[Exchange] = (),
+        history_label: str | None = None,
+        read_timeout: float = 300.0,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.endpoints = list(endpoints)
+        self.params = params or SamplingParams()
+        self.store = store
+        self.history = list(history)
+        self.history_label = history_label
+        self.clients = [LaneClient(ep, read_timeout=read_timeout) for ep in self.endpoints]
+        # One flush clock for all lanes: their text reaches the screen in one refresh.
+        self.clock = FlushClock(hz=30.0)
+        self.panes = [LanePane(ep, i, clock=self.clock) for i, ep in enumerate(self.endpoints)]
+        self.clock.listeners.append(self._after_flush)
+        self.conversation = Conversation([ep.name for ep in self.endpoints])
+        self.conversation_id = new_id()
+        self.exchanges: list[Exchange] = list(self.history)
+        self.busy = False
+        self.save_errors: list[str] = []
+        self._worker: Worker[Exchange | None] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Container(id="lanes"):
+            yield from self.panes
+        yield ParamsBar(self.params, id="params-bar")
+        yield PromptBox(id="prompt")
+
+    def on_mount(self) -> None:
+        self._show_history()
+        self.discover()
+        self.query_one(PromptBox).focus()
+
+    async def on_unmount(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
+
+    def _after_flush(self) -> None:
+        for pane in self.panes:
+            pane.tick_metrics()
+
+    def pane(self, lane: str) -> LanePane:
+        return next(p for p in self.panes if p.lane == lane)
+
+    # ------------------------------------------------------------------ discovery
+
+    @work(group="discover")
+    async def discover(self) -> None:
+        """Ask every server what it is; the headers show the answer as it comes."""
+
+        async def one(client: LaneClient, pane: LanePane) -> None:
+            pane.set_status("connecting")
+            ep = await client.discover()
+            pane.set_endpoint(ep)
+            if ep.status == "down":
+                pane.set_status("down", ep.status_detail)
+            elif ep.status == "error":
+                pane.set_status("error", ep.status_detail)
+            else:
+                pane.set_status("ready")
+
+        await asyncio.gather(*(one(c, p) for c, p in zip(self.clients, self.panes, strict=True)))
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.set_endpoints, self.endpoints)
+
+    # ------------------------------------------------------------------ history
+
+    def _show_history(self) -> None:
+        if not self.history:
+            return
+        lanes = {p.lane for p in self.panes}
+        label = self.history_label or "this session"
+        for pane in self.panes:
+            pane.view.write_rule(f"history · {len(self.history)} exchange(s) from {label}")
+        previous: str | None = None
+        for i, ex in enumerate(self.history):
+            conv = conversation_of(ex)
+            if i and conv != previous:
+                for pane in self.panes:
+                    pane.view.write_rule("new conversation")
+            previous = conv
+            for pane in self.panes:
+                pane.show_past(ex)
+        for pane in self.panes:
+            pane.view.write_rule("now · continue the conversation")
+        # Continue the last conversation: its chat exchanges become each lane's history.
+        last = conversation_of(self.history[-1])
+        tail: list[Exchange] = []
+        for ex in reversed(self.history):
+            if conversation_of(ex) != last or ex.source != "chat":
+                break
+            tail.append(ex)
+        self.conversation = Conversation.from_exchanges([p.lane for p in self.panes], tail[::-1])
+        if last is not None:
+            self.conversation_id = last
+        missing = sorted({lane for ex in self.history for lane in ex.results} - lanes)
+        if missing:
+            self.notify(
+                f"lanes in the session but not connected now: {', '.join(missing)}",
+                severity="warning",
+            )
+
+    # ------------------------------------------------------------------ sending
+
+    @on(PromptBox.Send)
+    def _on_send(self, event: PromptBox.Send) -> None:
+        event.stop()
+        self.send(event.prompt)
+
+    def send(self, prompt: str) -> bool:
+        """Send ``prompt`` to every lane; False (with a note) while one is streaming."""
+        if self.busy:
+            self.notify("an answer is still streaming; Esc stops it", severity="warning")
+            return False
+        box = self.query_one(PromptBox)
+        box.value = ""
+        self.busy = True
+        box.set_busy(True)
+        self.post_message(self.Changed(len(self.exchanges), True))
+        self._worker = self._run_exchange(prompt, self.params)
+        return True
+
+    @work(group="exchange", exclusive=True)
+    async def _run_exchange(self, prompt: str, params: SamplingParams) -> Exchange | None:
+        messages = self.conversation.messages_for(prompt, params)
+        # The record saved lane by lane; fanout builds the same messages (system prompt
+        # first), and its exchange takes this id and start time when it returns.
+        draft = Exchange(
+            prompt=prompt,
+            params=params,
+            messages={n: with_system_prompt(m, params) for n, m in messages.items()},
+            source="chat",
+            meta={"conversation": self.conversation_id},
+        )
+        panes = {p.lane: p for p in self.panes}
+        for pane in self.panes:
+            pane.start(prompt)
+
+        def on_text(lane: str, delta: str) -> None:
+            panes[lane].on_text(delta)
+
+        async def on_lane_done(lane: str, result: LaneResult) -> None:
+            panes[lane].finish(result)
+            await self._save(self.store.save_lane if self.store else None, draft, lane, result)
+
+        exchange = await fanout(
+            self.clients,
+            messages,
+            params,
+            prompt=prompt,
+            on_text=on_text,
+            on_lane_done=on_lane_done,
+            source="chat",
+        )
+        exchange.id, exchange.started_at = draft.id, draft.started_at
+        exchange.meta.update(draft.meta)
+        await self._save(self.store.update_exchange if self.store else None, exchange)
+        self.conversation.record(exchange)
+        self.exchanges.append(exchange)
+        return exchange
+
+    async def _save(self, fn: Any, *args: Any) -> None:
+        """Write to the session off the event loop; a failure is shown, never raised."""
+        if fn is None:
+            return
+        try:
+            await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            msg = f"could not save to the session: {exc}"
+            self.save_errors.append(msg)
+            self.notify(msg, severity="error", timeout=10)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self._worker:
+            return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            if event.state == WorkerState.CANCELLED:
+                for pane in self.panes:
+                    pane.stop()
+            elif event.state == WorkerState.ERROR:
+                for pane in self.panes:
+                    pane.stop()
+                self.notify(f"the exchange failed: {event.worker.error!r}", severity="error")
+            self.busy = False
+            self._worker = None
+            self.query_one(PromptBox).set_busy(False)
+            self.post_message(self.Changed(len(self.exchanges), False))
+            if event.state == WorkerState.SUCCESS and event.worker.result is not None:
+                self.post_message(self.ExchangeDone(event.worker.result))
+
+    # ------------------------------------------------------------------ actions
+
+    def stop(self) -> bool:
+        """Cancel the streaming exchange (lanes already finished stay saved)."""
+        if self._worker is None:
+            return False
+        self._worker.cancel()
+        return True
+
+    def new_conversation(self) -> None:
+        """Forget every lane's history and clear the panes; the session keeps everything."""
+        self.stop()
+        self.conversation.reset()
+        self.conversation_id = new_id()
+        for pane in self.panes:
+            pane.clear()
+        self.notify("new conversation: the lanes start from a blank history")
+
+    def edit_params(self) -> None:
+        def apply(params: SamplingParams | None) -> None:
+            if params is not None:
+                self.set_params(params)
+
+        self.app.push_screen(ParamsDialog(self.params), apply)
+
+    def set_params(self, params: SamplingParams) -> None:
+        self.params = params
+        self.query_one(ParamsBar).set_params(params)
