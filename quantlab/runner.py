@@ -63,6 +63,14 @@ class Row:
     exchange_id: str | None = None
     note: str = ""
 
+    def snapshot(self) -> Row:
+        """A copy that later changes to this row do not alter (events carry these)."""
+        lanes = {
+            k: replace(v, flags=list(v.flags), warnings=list(v.warnings))
+            for k, v in self.lanes.items()
+        }
+        return replace(self, lanes=lanes)
+
     @property
     def label(self) -> str:
         rep = f" #{self.repetition + 1}" if self.repetition else ""
@@ -240,6 +248,8 @@ class Runner:
     def _emit(self, kind: str, **kw: Any) -> None:
         if self.on_event is None:
             return
+        if isinstance(kw.get("row"), Row):
+            kw["row"] = kw["row"].snapshot()
         # A display bug must not stop a run that writes a session.
         with contextlib.suppress(Exception):
             self.on_event(RunEvent(kind=kind, progress=self._snapshot(), **kw))
