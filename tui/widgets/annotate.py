@@ -121,7 +121,9 @@ class AnnotationForm(ModalScreen[Annotation | None]):
                 yield Label("Severity (1 minor · 2 clear · 3 severe)", classes="annotate-label")
                 with RadioSet(id="annotate-severity"):
                     for s in (1, 2, 3):
-                        yield RadioButton(str(s), value=s == self.severity, name=str(s))
+                        yield RadioButton(
+                            str(s), value=s == self.severity, name=str(s), id=f"annotate-sev-{s}"
+                        )
                 yield Label("Note", classes="annotate-label")
                 yield Input(self.note, placeholder="what you saw (optional)", id="annotate-note")
             yield Static("", id="annotate-error")
