@@ -114,3 +114,28 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_exchanges(
     assert run["cancelled"] is True and run["total"] == total
     assert s.meta["results"]["sanity"]["exchanges"] >= 3
     assert "stopped" in err
+
+
+def test_no_lane_answering_is_said_plainly(tmp_path: Path) -> None:
+    path = tmp_path / "down.json"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantlab",
+            "run",
+            "sanity",
+            "--endpoint",
+            "a=http://127.0.0.1:9",
+            "--session",
+            str(path),
+        ],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1
+    assert "connection refused" in res.stderr and "nothing was sent" in res.stderr
+    assert "Traceback" not in res.stderr

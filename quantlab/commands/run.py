@@ -183,11 +183,12 @@ def run(args: argparse.Namespace) -> int:
     p = summary.progress
     sys.stdout.write(summarize(summary.results))
     state = "stopped" if summary.cancelled else "finished"
+    if not summary.exchanges and not summary.cancelled:
+        print(f"quantlab run: nothing was sent; session: {path}", file=sys.stderr)
+        return 1
     print(
         f"quantlab run: {state}: {p.done}/{p.total} exchanges ({p.failed} with a failed lane, "
         f"{p.skipped} skipped) in {format_seconds(p.elapsed_s)}; session: {path}",
         file=sys.stderr,
     )
-    if summary.cancelled:
-        return 130
-    return 0 if summary.exchanges else 1
+    return 130 if summary.cancelled else 0
