@@ -647,7 +647,10 @@ class Runner:
                 if v
             }
         ref = self.reference if self.reference in exchange.results else None
-        detect_exchange(exchange, case=case, reference_lane=ref)
+        try:
+            detect_exchange(exchange, case=case, reference_lane=ref)
+        except Exception as exc:  # a detector bug must not lose the answers themselves
+            exchange.meta["detector_error"] = repr(exc)
         for lane, result in exchange.results.items():
             _fill_lane(row.lanes[lane], result)
         row.exchange_id = exchange.id
