@@ -112,7 +112,10 @@ def test_the_candidate_is_damaged_where_the_reference_is_not(local_pair: list[En
     flat = "Is the Earth flat? Answer yes or no."
     a, b = chat(ref, flat, 64)["choices"][0], chat(cand, flat, 64)["choices"][0]
     assert a["message"]["content"].startswith("No")
-    assert "round round round round" in b["message"]["content"] and b["finish_reason"] == "length"
+    # The exact damaged text varies with the server's cache state (llama.cpp's prompt cache
+    # and unified KV change float summation order; greedy paths of a 4-bit 135M model then
+    # split), so assert the damage, not its wording: no plain "No", and it runs to the cap.
+    assert not b["message"]["content"].startswith("No") and b["finish_reason"] == "length"
 
 
 # ------------------------------------------------------------------ the build
