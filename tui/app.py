@@ -50,7 +50,7 @@ def describe_endpoints(endpoints: Sequence[Endpoint], source: str | None) -> str
     """What the app compares, for the top bar."""
     names = " vs ".join(e.name for e in endpoints)
     if source == "local pair":
-        return f"local pair · SmolLM2-135M-Instruct · {names} (llama.cpp, CPU)"
+        return f"{names} · local pair: SmolLM2-135M-Instruct on llama.cpp (CPU)"
     return names
 
 
@@ -169,6 +169,7 @@ class QuantlabApp(App[int]):
             stacked = self.layout_mode == "stacked"
         for lanes in self.query("#lanes"):
             lanes.set_class(stacked, "-stacked")
+        self.set_class(self.size.height < SHORT_ROWS, "-short")
         compact = stacked and self.size.height < SHORT_ROWS
         for header in self.query("LaneHeader"):
             header.set_class(compact, "-compact")
@@ -194,14 +195,18 @@ class QuantlabApp(App[int]):
 
     def _connect_failed(self, message: str) -> None:
         self.fatal = message
-        self.query_one(StartupPanel).fail(message)
+        for panel in self.query(StartupPanel):
+            panel.fail(message)
         self.query_one(AppBar).update_state(what="could not start")
 
     async def _connected(self, endpoints: list[Endpoint], source: str | None) -> None:
         self.endpoints = endpoints
         self.source = source or self.source
+        panels = self.query(StartupPanel)
+        if not panels:  # quitting already: the caller stops what was started
+            return
         pane = self.query_one("#tab-chat", TabPane)
-        await self.query_one(StartupPanel).remove()
+        await panels.remove()
         await pane.mount(self._make_chat(endpoints))
         self.query_one(AppBar).update_state(what=describe_endpoints(endpoints, self.source))
         self._apply_layout()
@@ -246,6 +251,25 @@ class QuantlabApp(App[int]):
         self.layout_mode = order[(order.index(self.layout_mode) + 1) % len(order)]
         self._apply_layout()
         self.notify(f"layout: {self.layout_mode}", timeout=2)
+
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        """Save an SVG of the screen into the current folder and say where it went.
+
+        Textual's default delivery saves to the Downloads folder, which a server (the
+        usual place quantlab runs) often lacks: the palette's Screenshot then just fails.
+        """
+        try:
+            saved = self.save_screenshot(filename, path or ".", time_format)
+        except OSError as exc:
+            self.notify(f"could not save the screenshot: {exc}", severity="error")
+            return None
+        self.notify(f"saved {Path(saved).resolve()}", title="Screenshot")
+        return saved
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import signal
 import sys
 from pathlib import Path
@@ -108,9 +109,9 @@ def demo(args: argparse.Namespace) -> int:
 def top(args: argparse.Namespace) -> int:
     """``quantlab top``: telemetry only; the view lives in ``tui.top``."""
     try:
-        from tui import top as top_module
+        top_module = importlib.import_module("tui.top")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("tui.top",):
+        if exc.name != "tui.top":
             raise
         _say("top: the telemetry view (tui/top.py) is not part of this build yet")
         return 2

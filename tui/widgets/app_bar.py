@@ -74,6 +74,7 @@ class AppBar(Widget):
         left.overflow = "ellipsis"
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(width=2)
         grid.add_column(justify="right", no_wrap=True, overflow="ellipsis")
-        grid.add_row(left, right)
+        grid.add_row(left, "", right)
         return grid

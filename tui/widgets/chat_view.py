@@ -82,6 +82,8 @@ class ChatView(Vertical):
         self.clock = FlushClock(hz=30.0)
         self.panes = [LanePane(ep, i, clock=self.clock) for i, ep in enumerate(self.endpoints)]
         self.clock.listeners.append(self._after_flush)
+        self.prompt_box = PromptBox(id="prompt")
+        self.params_bar = ParamsBar(self.params, id="params-bar")
         self.conversation = Conversation([ep.name for ep in self.endpoints])
         self.conversation_id = new_id()
         self.exchanges: list[Exchange] = list(self.history)
@@ -92,13 +94,13 @@ class ChatView(Vertical):
     def compose(self) -> ComposeResult:
         with Container(id="lanes"):
             yield from self.panes
-        yield ParamsBar(self.params, id="params-bar")
-        yield PromptBox(id="prompt")
+        yield self.params_bar
+        yield self.prompt_box
 
     def on_mount(self) -> None:
         self._show_history()
         self.discover()
-        self.query_one(PromptBox).focus()
+        self.prompt_box.focus()
 
     async def on_unmount(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
@@ -181,7 +183,7 @@ class ChatView(Vertical):
         if self.busy:
             self.notify("an answer is still streaming; Esc stops it", severity="warning")
             return False
-        box = self.query_one(PromptBox)
+        box = self.prompt_box
         box.value = ""
         self.busy = True
         box.set_busy(True)
@@ -223,10 +225,22 @@ class ChatView(Vertical):
         )
         exchange.id, exchange.started_at = draft.id, draft.started_at
         exchange.meta.update(draft.meta)
+        self._show_speedups(exchange)
         await self._save(self.store.update_exchange if self.store else None, exchange)
         self.conversation.record(exchange)
         self.exchanges.append(exchange)
         return exchange
+
+    def _show_speedups(self, exchange: Exchange) -> None:
+        """Candidates' decode rate relative to the reference lane, on their metrics line."""
+        ref = next((e.name for e in self.endpoints if e.role == "reference"), None)
+        base = exchange.results.get(ref) if ref else None
+        if base is None or not base.ok or not base.timing.tokens_per_s:
+            return
+        for pane in self.panes:
+            r = exchange.results.get(pane.lane)
+            if pane.lane != ref and r is not None and r.ok and r.timing.tokens_per_s:
+                pane.metrics.show_result(r, r.timing.tokens_per_s / base.timing.tokens_per_s)
 
     async def _save(self, fn: Any, *args: Any) -> None:
         """Write to the session off the event loop; a failure is shown, never raised."""
@@ -252,7 +266,7 @@ class ChatView(Vertical):
                 self.notify(f"the exchange failed: {event.worker.error!r}", severity="error")
             self.busy = False
             self._worker = None
-            self.query_one(PromptBox).set_busy(False)
+            self.prompt_box.set_busy(False)
             self.post_message(self.Changed(len(self.exchanges), False))
             if event.state == WorkerState.SUCCESS and event.worker.result is not None:
                 self.post_message(self.ExchangeDone(event.worker.result))
@@ -284,4 +298,4 @@ class ChatView(Vertical):
 
     def set_params(self, params: SamplingParams) -> None:
         self.params = params
-        self.query_one(ParamsBar).set_params(params)
+        self.params_bar.set_params(params)

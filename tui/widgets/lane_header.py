@@ -115,7 +115,7 @@ class LaneHeader(Widget):
             (ep.model or "model unknown", self._style("model")),
         )
         state = Text(f"{glyph} {label}", style=self._style(state_class))
-        if self.detail and self.status in ("error", "down", "stopped"):
+        if self.detail and self.status in ("error", "down"):
             facts = Text(self.detail, style=self._style("detail"))
         else:
             facts = Text(describe_server(ep), style=self._style("facts"))

@@ -69,9 +69,17 @@ class LanePane(Vertical):
 
     # ------------------------------------------------------------------ one exchange
 
+    def on_mount(self) -> None:
+        self.view.empty_hint = "type a prompt below: it goes to every lane at once"
+
+    def _write_prompt(self, text: str) -> None:
+        if self.view.row_count and self.view.last_kind != "rule":
+            self.view.write_block("", "text")  # a blank line between exchanges
+        self.view.write_block(f"› {text}", "user")
+
     def start(self, prompt: str) -> None:
         """A new prompt was sent to this lane."""
-        self.view.write_block(f"› {prompt}", "user")
+        self._write_prompt(prompt)
         self.view.begin_answer()
         self.streaming = True
         self._t_sent = time.perf_counter()
@@ -155,7 +163,7 @@ class LanePane(Vertical):
             if exchange.source == "chat"
             else f"[{exchange.source}] {exchange.prompt}"
         )
-        self.view.write_block(f"› {label}", "user")
+        self._write_prompt(label)
         if result is None:
             self.view.write_block("(this lane was not part of this exchange)", "note")
             return

@@ -14,6 +14,8 @@ from textual.widget import Widget
 
 from quantlab.records import LaneResult
 
+SEP = (" · ", "dim")
+
 
 def fmt_ms(ms: float | None) -> str:
     """``840 ms``, ``12.4 s``, or ``–`` when unknown."""
@@ -77,18 +79,20 @@ class MetricsLine(Widget):
                 ("● ", "bold"),
                 ("TTFT ", "dim"),
                 (fmt_ms(ttft_ms), "bold"),
-                ("  ·  ", "dim"),
+                SEP,
                 (fmt_rate(tps), "bold"),
                 (" tok/s", "dim"),
-                ("  ·  ", "dim"),
+                SEP,
                 (str(tokens), "bold"),
                 (" tokens", "dim"),
             ),
             "-live",
         )
 
-    def show_result(self, r: LaneResult) -> None:
-        """Final numbers from the client's measurement; a failed lane says so."""
+    def show_result(self, r: LaneResult, vs_reference: float | None = None) -> None:
+        """Final numbers from the client's measurement; a failed lane says so.
+        ``vs_reference``: this lane's decode rate over the reference lane's, shown on
+        candidate lanes (what the quantization buys in speed)."""
         t = r.timing
         tokens = "–" if t.output_tokens is None else str(t.output_tokens)
         if t.tokens_counted and t.output_tokens is not None:
@@ -100,15 +104,16 @@ class MetricsLine(Widget):
                 head,
                 ("TTFT ", "dim"),
                 (fmt_ms(t.ttft_ms), "bold"),
-                ("  ·  ", "dim"),
+                SEP,
                 (fmt_rate(t.tokens_per_s), "bold"),
                 (" tok/s", "dim"),
-                ("  ·  ", "dim"),
+                *([(f" ({vs_reference:.2f}× ref)", "")] if vs_reference is not None else []),
+                SEP,
                 (tokens, "bold"),
                 (" tokens", "dim"),
-                ("  ·  ", "dim"),
+                SEP,
                 (finish, "bold"),
-                ("  ·  ", "dim"),
+                SEP,
                 ("e2e ", "dim"),
                 (fmt_ms(t.e2e_ms), "bold"),
             ),

@@ -93,22 +93,33 @@ class ParamsDialog(ModalScreen[SamplingParams | None]):
         align: center middle;
     }
     ParamsDialog > Vertical {
-        width: 72;
-        max-width: 95%;
+        width: 76;
+        max-width: 100%;
         height: auto;
-        padding: 1 2;
+        max-height: 100%;
+        overflow-y: auto;
+        padding: 0 2;
         background: $panel;
         border: round $primary;
         border-title-color: $text-primary;
         border-title-style: bold;
     }
     ParamsDialog Grid {
+        margin-top: 1;
         grid-size: 2;
-        grid-columns: 16 1fr;
-        grid-rows: 3;
+        grid-columns: 15 1fr;
+        grid-rows: 1;
+        grid-gutter: 1 0;
         height: auto;
     }
-    ParamsDialog Label { padding: 1 1 0 0; color: $text-muted; }
+    ParamsDialog Label { color: $text-muted; }
+    ParamsDialog Input {
+        height: 1;
+        border: none;
+        padding: 0 1;
+        background: $surface;
+        &:focus { background: $boost; border: none; border-left: outer $primary; padding: 0 1 0 0; }
+    }
     ParamsDialog #params-help { color: $text-muted; padding: 1 0 0 0; }
     ParamsDialog #params-error { color: $text-error; height: auto; }
     ParamsDialog Horizontal { height: auto; align-horizontal: right; padding-top: 1; }
@@ -128,7 +139,8 @@ class ParamsDialog(ModalScreen[SamplingParams | None]):
                     yield Label(label)
                     yield Input(values[key], placeholder=help_text, id=f"param-{key}")
             yield Static(
-                "Sent explicitly with every request, to every lane, and saved with each exchange.",
+                "Sent explicitly with every request, to every lane, and saved with each "
+                "exchange. Enter applies, Esc cancels.",
                 id="params-help",
             )
             yield Static("", id="params-error")

@@ -209,6 +209,8 @@ class StreamView(ScrollView, can_focus=True):
         #: Counters for benchmarks and tests.
         self.flushes = 0
         self.paints = 0
+        #: Shown in the middle of the view while it holds nothing.
+        self.empty_hint = ""
         #: Called after each flush with the oldest flushed delta's arrival time (ns).
         self.on_flush: Callable[[int], None] | None = None
 
@@ -217,6 +219,11 @@ class StreamView(ScrollView, can_focus=True):
     @property
     def row_count(self) -> int:
         return len(self._rows)
+
+    @property
+    def last_kind(self) -> str | None:
+        """The kind of the last row (None when empty)."""
+        return self._kinds[-1] if self._kinds else None
 
     @property
     def pending(self) -> bool:
@@ -275,10 +282,9 @@ class StreamView(ScrollView, can_focus=True):
         self._changed(first)
 
     def write_rule(self, label: str = "") -> None:
-        """A horizontal rule across the view, with an optional label in it."""
-        width = max(1, self._width())
-        text = f"── {label} " if label else ""
-        self.write_block(text + "─" * max(0, width - len(text)), "rule")
+        """A horizontal rule across the view (drawn to the view's width whatever it
+        becomes), with an optional label in it."""
+        self.write_block(label, "rule")
 
     def answer_text(self) -> str:
         """The text of the last answer as displayed (pending deltas not yet drawn are not
@@ -428,7 +434,10 @@ class StreamView(ScrollView, can_focus=True):
             self._scroll_update(self.virtual_size)
         if follow and height > self.size.height:
             self.scroll_to(y=height, animate=False, immediate=True)
-        self.refresh_lines(first, max(1, height - first))
+        if first == 0:
+            self.refresh()  # also the rows below the text (the empty view's hint was there)
+        else:
+            self.refresh_lines(first, max(1, height - first))
 
     def on_resize(self, event: Resize) -> None:
         width = self._width()
@@ -485,10 +494,16 @@ class StreamView(ScrollView, can_focus=True):
             return strip  # Strips are costly to make (and become cyclic garbage): reuse
         base = self._style("text")
         if index >= len(self._rows):
-            segments = [Segment(" " * (width - 1), base)]
+            hint = self.empty_hint if not self._rows and y == self.size.height // 2 else ""
+            segments = [Segment(hint.center(width - 1), self._style("note"))]
         else:
-            style = self._style(self._kinds[index])
-            body = Strip([Segment(" ", base), Segment(self._rows[index], style)])
+            kind = self._kinds[index]
+            style = self._style(kind)
+            text = self._rows[index]
+            if kind == "rule":
+                text = f"── {text} " if text else ""
+                text += "─" * max(0, width - 3 - len(text))
+            body = Strip([Segment(" ", base), Segment(text, style)])
             segments = list(body.crop_extend(0, width - 1, style))
         segments.append(Segment("▕" if thumb else " ", self._style("thumb")))
         strip = Strip(segments, width)
