@@ -205,10 +205,10 @@ class QuantlabApp(App[int]):
         panels = self.query(StartupPanel)
         if not panels:  # quitting already: the caller stops what was started
             return
+        self.query_one(AppBar).update_state(what=describe_endpoints(endpoints, self.source))
         pane = self.query_one("#tab-chat", TabPane)
         await panels.remove()
         await pane.mount(self._make_chat(endpoints))
-        self.query_one(AppBar).update_state(what=describe_endpoints(endpoints, self.source))
         self._apply_layout()
 
     # ------------------------------------------------------------------ chat events

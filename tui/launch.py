@@ -40,8 +40,20 @@ def _open_session(path_arg: str | None, config: Config) -> tuple[Any, Path, bool
     """(store, path, created): a new session file, or an existing one reopened."""
     path = Path(path_arg).expanduser() if path_arg else default_session_path(config.sessions_dir)
     created = not path.exists()
-    store = SessionStore.open(path)
+    store = SessionStore.open(path, machine=_machine())
     return store, path, created
+
+
+def _machine() -> dict[str, Any]:
+    """The machine's facts for the session (CPU, RAM, GPUs), never an error."""
+    try:
+        from quantlab.machine import machine_facts
+    except ImportError:
+        return {}
+    try:
+        return machine_facts()
+    except Exception as exc:  # facts are a nicety; a session must open regardless
+        return {"error": f"could not read the machine's facts: {exc}"}
 
 
 def chat(args: argparse.Namespace) -> int:

@@ -14,6 +14,12 @@ from textual.containers import Center, Vertical
 from textual.widgets import ProgressBar, Static
 
 
+def same_stage(a: str, b: str) -> bool:
+    """Two reports of one stage ("downloading X (1 s)", "downloading X (2 s, 33 MB)"):
+    the first two words match. A new stage starts with other words."""
+    return a.split()[:2] == b.split()[:2]
+
+
 class StartupPanel(Vertical):
     """A centred box: title, finished stages, the current stage with its bar."""
 
@@ -35,8 +41,8 @@ class StartupPanel(Vertical):
     StartupPanel #startup-note { color: $text-muted; padding-bottom: 1; }
     StartupPanel #startup-stages { color: $text-muted; height: auto; }
     StartupPanel #startup-current { color: $foreground; padding-top: 1; }
-    StartupPanel ProgressBar { padding-top: 1; }
-    StartupPanel #startup-error { color: $text-error; height: auto; padding-top: 1; }
+    StartupPanel Center { height: auto; margin-top: 1; }
+    StartupPanel #startup-error { color: $text-error; height: auto; padding-top: 1; display: none; }
     """
 
     def __init__(self, title: str, note: str = "", *, id: str | None = None) -> None:
@@ -61,7 +67,7 @@ class StartupPanel(Vertical):
     def progress(self, message: str, fraction: float | None) -> None:
         """One report from the build/start (``fraction`` None: no measure for this stage)."""
         if message != self.current:
-            if self.current:
+            if self.current and not same_stage(self.current, message):
                 self.stages.append(f"✓ {self.current}")
                 self.query_one("#startup-stages", Static).update("\n".join(self.stages[-8:]))
             self.current = message
@@ -75,4 +81,6 @@ class StartupPanel(Vertical):
     def fail(self, message: str) -> None:
         """Starting failed: say why; the person quits with Ctrl+Q."""
         self.query_one("#startup-bar", ProgressBar).display = False
-        self.query_one("#startup-error", Static).update(f"✗ {message}\n\nCtrl+Q quits.")
+        error = self.query_one("#startup-error", Static)
+        error.update(f"✗ {message}\n\nCtrl+Q quits.")
+        error.display = True
