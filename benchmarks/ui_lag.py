@@ -8,6 +8,8 @@ skips that step; the bytes go nowhere). Prints one JSON object:
 
 - ``lag_p50_ms`` / ``lag_p99_ms``: event-loop delay, measured by how late a 10 ms timer
   fires while the answers stream (what a keypress would wait);
+- ``lag_p99_first_quarter_ms`` / ``..._last_quarter_ms``: the same in the first and the
+  last quarter of the stream: equal when the cost does not grow with the answer's length;
 - ``lost_chars``: per lane, the edit distance between the text the lane displays at the
   end and the text the server sent (0: nothing lost or garbled);
 - ``display_trail_p50_ms`` / ``display_trail_p99_ms``: from a delta's arrival to the end
@@ -126,6 +128,8 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
         lags: list[float] = []
         running = True
 
+        stamps: list[float] = []
+
         async def lag_probe(into: list[float], seconds: float | None = None) -> None:
             interval = 0.010
             end = time.perf_counter() + seconds if seconds else None
@@ -133,6 +137,8 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
                 t = time.perf_counter()
                 await asyncio.sleep(interval)
                 into.append((time.perf_counter() - t - interval) * 1000)
+                if into is lags:
+                    stamps.append(t)
 
         # The same probe with nothing streaming: what this machine's load alone costs.
         idle_lags: list[float] = []
@@ -181,8 +187,14 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
             received[pane.lane] = round(result.timing.tokens_per_s or 0.0, 1)
             if result.error:
                 errors[pane.lane] = str(result.error)
+    # The cost must not grow with the answer: compare the first and the last quarter.
+    span = t_end - t0
+    first_q = [lag for lag, t in zip(lags, stamps, strict=True) if t - t0 < span / 4]
+    last_q = [lag for lag, t in zip(lags, stamps, strict=True) if t - t0 > span * 3 / 4]
     return {
         "lag_p50_ms": round(percentile(lags, 0.50), 2),
+        "lag_p99_first_quarter_ms": round(percentile(first_q, 0.99), 2),
+        "lag_p99_last_quarter_ms": round(percentile(last_q, 0.99), 2),
         "lag_p99_ms": round(percentile(lags, 0.99), 2),
         "lag_max_ms": round(max(lags), 2) if lags else None,
         "idle_lag_p99_ms": round(percentile(idle_lags, 0.99), 2),
