@@ -55,9 +55,9 @@ class AppBar(Widget):
         return f"{left.plain}  {right.plain}"
 
     def _parts(self) -> tuple[Text, Text]:
-        brand = self.get_component_rich_style("app-bar--brand", partial=True)
-        what = self.get_component_rich_style("app-bar--what", partial=True)
-        muted = self.get_component_rich_style("app-bar--session", partial=True)
+        brand = self.get_component_rich_style("app-bar--brand")
+        what = self.get_component_rich_style("app-bar--what")
+        muted = self.get_component_rich_style("app-bar--session")
         left = Text.assemble(("◆ quantlab", brand), "  ", (self.what, what))
         n = self.exchanges
         count = f"{n} exchange" + ("" if n == 1 else "s")

@@ -100,7 +100,7 @@ class LaneHeader(Widget):
         return f"{name.plain}  {state.plain}\n{facts.plain}"
 
     def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"lane-header--{name}", partial=True)
+        return self.get_component_rich_style(f"lane-header--{name}")
 
     def _parts(self) -> tuple[Text, Text, Text]:
         """(name, role and model), (status), (server facts, or why it failed)."""

@@ -94,6 +94,20 @@ class MetricsLine(Widget):
         ``vs_reference``: this lane's decode rate over the reference lane's, shown on
         candidate lanes (what the quantization buys in speed)."""
         t = r.timing
+        if r.error is not None and t.ttft_ms is None and not t.output_tokens:
+            # Failed before any text: only how long it took to fail means something.
+            kind = f"{r.error.kind} {r.error.status}" if r.error.status else r.error.kind
+            self._set(
+                Text.assemble(
+                    ("✗ ", "bold"),
+                    (f"error: {kind}", "bold"),
+                    SEP,
+                    ("no answer after ", "dim"),
+                    (fmt_ms(t.e2e_ms), "bold"),
+                ),
+                "-error",
+            )
+            return
         tokens = "–" if t.output_tokens is None else str(t.output_tokens)
         if t.tokens_counted and t.output_tokens is not None:
             tokens += "*"

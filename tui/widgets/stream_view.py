@@ -462,7 +462,7 @@ class StreamView(ScrollView, can_focus=True):
         if style is None:
             base = self.rich_style
             cls = "stream-view--thumb" if kind == "thumb" else _COMPONENT.get(kind)
-            style = base + self.get_component_rich_style(cls, partial=True) if cls else base
+            style = base + self.get_component_rich_style(cls) if cls else base
             self._styles[kind] = style
         return style
 
