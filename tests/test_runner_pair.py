@@ -58,7 +58,7 @@ async def _run(
 async def test_sanity_run_writes_exchanges_findings_and_aggregates(
     local_pair: list[Endpoint], tmp_path: Path
 ) -> None:
-    suite = _small("sanity", ["json-lisbon", "arith-mul", "fact-gold", "fact-freeze-f"])
+    suite = _small("sanity", ["json-lisbon", "arith-mul", "fact-gold", "fact-berlin"])
     path = tmp_path / "s.json"
     summary, events = await _run(local_pair, [suite], path)
     assert not summary.cancelled and summary.progress.done == summary.progress.total == 4
