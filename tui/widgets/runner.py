@@ -282,11 +282,13 @@ class RunnerPane(Vertical):
         self._last_message = text
         self.query_one("#runner-status", Static).update(text)
 
-    def _progress(self, done: int, total: int, eta: float | None, note: str = "") -> None:
+    def _progress(
+        self, done: int, total: int, eta: float | None, note: str = "", *, running: bool = True
+    ) -> None:
         bar = self.query_one("#runner-progress", ProgressBar)
         bar.update(total=max(total, 1), progress=done)
         text = f"{done}/{total}" if total else ""
-        if total and done < total:
+        if running and total and done < total:
             text += f"  ETA {format_seconds(eta)}"
         if note:
             text += f"  {note}"
@@ -387,7 +389,8 @@ class RunnerPane(Vertical):
             self._buttons(running=False)
         p = summary.progress
         state = "stopped" if summary.cancelled else "finished"
-        self._progress(p.done, p.total, None, f"{state} in {format_seconds(p.elapsed_s)}")
+        note = f"{state} in {format_seconds(p.elapsed_s)}"
+        self._progress(p.done, p.total, None, note, running=False)
         self.query_one("#runner-summary", Static).update(summarize(summary.results).rstrip())
         where = "saved in the session" if self.store is not None else "not saved"
         self.notify(f"run {state}: {len(summary.exchanges)} exchanges ({where})")
@@ -507,7 +510,7 @@ class RunnerPane(Vertical):
         if run.get("finished_at"):
             state = "stopped" if run.get("cancelled") else "finished"
             done = int(run.get("done") or done)
-            self._progress(done, total, None, f"run {state}")
+            self._progress(done, total, None, f"run {state}", running=False)
             return
         eta = None
         started = run.get("started_at")
