@@ -99,3 +99,32 @@ async def test_resize_rewraps_without_loss_and_styles_code() -> None:
         assert kinds["# Heading"] == "heading"
         assert kinds["after"] == "text"
         assert kinds["› a prompt"] == "user"
+
+
+async def test_follows_the_end_unless_scrolled_up_and_after_a_resize() -> None:
+    app = Harness()
+    async with app.run_test(size=(60, 12)) as pilot:
+        view = app.query_one(StreamView)
+        view.begin_answer()
+        for i in range(60):
+            view.append(f"line {i}\n")
+        view.flush()
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y > 0
+        await pilot.resize_terminal(30, 8)  # narrower and shorter: rewrapped, still at the end
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y
+        view.scroll_to(y=0, animate=False, immediate=True)
+        await pilot.pause()
+        assert not view.following
+        view.append("more\n")
+        view.flush()
+        await pilot.pause()
+        assert view.scroll_y == 0  # the person's place is kept
+        view.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        assert view.following
+        view.append("and more\n")
+        view.flush()
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y

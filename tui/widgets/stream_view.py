@@ -209,6 +209,9 @@ class StreamView(ScrollView, can_focus=True):
         #: Counters for benchmarks and tests.
         self.flushes = 0
         self.paints = 0
+        #: Keep the end in view as text arrives; False once the person scrolls up, True
+        #: again when they scroll back to the bottom.
+        self.following = True
         #: Shown in the middle of the view while it holds nothing.
         self.empty_hint = ""
         #: Called after each flush with the oldest flushed delta's arrival time (ns).
@@ -424,7 +427,7 @@ class StreamView(ScrollView, can_focus=True):
         if strips:
             for key in [key for key in strips if key >> 1 >= first]:
                 del strips[key]
-        follow = self.scroll_y >= self.max_scroll_y - 1
+        follow = self.following
         height = len(self._rows)
         if self.virtual_size.height != height:
             # Not a plain assignment: that asks for a relayout of the whole screen (every
@@ -442,7 +445,7 @@ class StreamView(ScrollView, can_focus=True):
     def on_resize(self, event: Resize) -> None:
         width = self._width()
         if self._rows and width != self._wrap_width:
-            follow = self.scroll_y >= self.max_scroll_y - 1
+            follow = self.following
             self._rewrap(width)
             self._strips.clear()
             self.virtual_size = Size(width, len(self._rows))
@@ -451,6 +454,11 @@ class StreamView(ScrollView, can_focus=True):
             self.refresh()
         elif not self._rows:
             self._wrap_width = width
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Any scroll (the person's or ours) that ends at the bottom means "follow".
+        self.following = new_value >= self.max_scroll_y - 1
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
