@@ -7,6 +7,7 @@ missing GPU or NVML library is itself a fact ("no NVIDIA GPU: <reason>").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -64,10 +65,8 @@ def gpu_facts() -> tuple[list[dict[str, Any]], str | None]:
     except pynvml.NVMLError as exc:
         return [], f"NVML error: {exc}"
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def machine_facts() -> dict[str, Any]:
