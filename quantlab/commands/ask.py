@@ -22,6 +22,7 @@ import orjson
 from quantlab.client import LaneClient
 from quantlab.config import ConfigError, load_config, resolve_endpoints
 from quantlab.fanout import Conversation, fanout, lane_results
+from quantlab.machine import machine_facts
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
 
 GAP = "   "
@@ -133,7 +134,7 @@ def _save(path: str, endpoints: list[Endpoint], exchange: Exchange) -> None:
         print("quantlab ask: session files are not available yet; not saved", file=sys.stderr)
         return
     try:
-        store = SessionStore.open(path, endpoints=endpoints)
+        store = SessionStore.open(path, endpoints=endpoints, machine=machine_facts())
         try:
             store.append_exchange(exchange)
         finally:

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"quantlab run: a suite is named twice: {' '.join(names)}", file=sys.stderr)
         return 2
     try:
+        from quantlab.machine import machine_facts
         from quantlab.session import SessionError, SessionStore, default_session_path
     except ImportError as exc:  # pragma: no cover - the session store is part of the core
         print(f"quantlab run: session files are not available ({exc})", file=sys.stderr)
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with resolve_endpoints(args, config, progress=_progress) as setup:
             try:
-                store = SessionStore.open(path, endpoints=setup.endpoints)
+                store = SessionStore.open(path, endpoints=setup.endpoints, machine=machine_facts())
             except SessionError as exc:
                 print(f"quantlab run: {exc}", file=sys.stderr)
                 return 2
