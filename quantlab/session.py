@@ -84,7 +84,7 @@ from quantlab.session_file import (
     load_session,
 )
 from quantlab.session_follow import FollowUpdate, SessionFollower
-from quantlab.session_store import Durability, SessionStore
+from quantlab.session_store import Durability, SessionBusy, SessionStore
 
 #: Where sessions go when no ``--session`` is given (relative to the current directory).
 DEFAULT_SESSIONS_DIR = Path("sessions")
@@ -107,6 +107,7 @@ __all__ = [
     "Durability",
     "FollowUpdate",
     "Session",
+    "SessionBusy",
     "SessionError",
     "SessionFollower",
     "SessionStore",

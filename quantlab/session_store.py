@@ -156,6 +156,11 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
         _fsync_dir(path.parent)
 
 
+class SessionBusy(SessionError):
+    """Another process holds the session's write lock (e.g. a headless ``quantlab run``):
+    the file can still be read and followed live, not written."""
+
+
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
@@ -172,7 +177,7 @@ def _acquire_lock(path: Path) -> int | None:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise SessionError(
+            raise SessionBusy(
                 f"{path}: another quantlab process (pid {holder}) is writing this session; "
                 "open it read-only (follow it) or pick another file"
             ) from None

@@ -25,8 +25,10 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from quantlab.records import Endpoint, Exchange, SamplingParams
 from tui.theme import ThemeSet, load_app_themes
+from tui.widgets.annotate import open_annotation_form
 from tui.widgets.app_bar import AppBar
 from tui.widgets.chat_view import ChatView
+from tui.widgets.runner import RunnerPane
 from tui.widgets.startup_panel import StartupPanel
 
 #: Below this many columns the lanes are stacked instead of side by side.
@@ -62,6 +64,7 @@ class QuantlabApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear every lane's history"),
         Binding("f2", "edit_params", "Params", tooltip="Edit the sampling parameters"),
+        Binding("ctrl+a", "annotate", "Annotate", tooltip="Annotate the last exchange"),
         Binding("escape", "stop", "Stop", tooltip="Stop the answers streaming now"),
         Binding("ctrl+l", "toggle_layout", "Layout", tooltip="Side by side / stacked lanes"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -144,6 +147,7 @@ class QuantlabApp(App[int]):
         bar.update_state(session=self._session_label(), exchanges=len(self.history))
         if self.endpoints is not None:
             bar.update_state(what=describe_endpoints(self.endpoints, self.source))
+            self.call_after_refresh(self._add_lane_tabs, self.endpoints)
         else:
             self._connect()
         for problem in self._themes.problems:
@@ -209,7 +213,19 @@ class QuantlabApp(App[int]):
         pane = self.query_one("#tab-chat", TabPane)
         await panels.remove()
         await pane.mount(self._make_chat(endpoints))
+        await self._add_lane_tabs(endpoints)
         self._apply_layout()
+
+    async def _add_lane_tabs(self, endpoints: Sequence[Endpoint]) -> None:
+        """The tabs that need the lanes: the suite runner, and live telemetry."""
+        tabs = self.query_one(TabbedContent)
+        if not self.query("#tab-runner"):
+            await tabs.add_pane(
+                TabPane(
+                    "Runner", RunnerPane(endpoints, store=self.store, id="runner"), id="tab-runner"
+                )
+            )
+        tabs.set_class(tabs.tab_count <= 1, "-single")
 
     # ------------------------------------------------------------------ chat events
 
@@ -232,6 +248,8 @@ class QuantlabApp(App[int]):
             return bool(chat and chat.busy)
         if action in ("new_conversation", "edit_params"):
             return chat is not None
+        if action == "annotate":
+            return bool(chat and chat.exchanges and not chat.busy)
         return True
 
     def action_new_conversation(self) -> None:
@@ -245,6 +263,16 @@ class QuantlabApp(App[int]):
     def action_stop(self) -> None:
         if self.chat and self.chat.stop():
             self.notify("stopped: lanes that had finished are saved")
+
+    def action_annotate(self) -> None:
+        """Annotate the chat's last exchange (the runner pane has its own key for rows)."""
+        chat = self.chat
+        if chat is None or not chat.exchanges:
+            self.notify("nothing to annotate yet: send a prompt first", severity="warning")
+            return
+        ex = chat.exchanges[-1]
+        save = self.store.add_annotation if self.store is not None else None
+        open_annotation_form(self, ex.id, list(ex.results), save, prompt=ex.prompt)
 
     def action_toggle_layout(self) -> None:
         order = ["auto", "side", "stacked"]
@@ -282,6 +310,9 @@ class QuantlabApp(App[int]):
             self.action_edit_params,
         )
         yield SystemCommand("Stop streaming", "Stop the answers now (Esc)", self.action_stop)
+        yield SystemCommand(
+            "Annotate", "Tag the last exchange's failure modes (ctrl+a)", self.action_annotate
+        )
         yield SystemCommand(
             "Toggle lane layout",
             "Auto / side by side / stacked (ctrl+l)",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.config import Config, ConfigError, load_config, resolve_endpoints
-from quantlab.session import SessionError, SessionStore, default_session_path
+from quantlab.session import SessionBusy, SessionError, SessionStore, default_session_path
 
 PROG = "quantlab"
 
@@ -70,6 +70,11 @@ def chat(args: argparse.Namespace) -> int:
         return 2
     try:
         store, path, created = _open_session(getattr(args, "session", None), config)
+    except SessionBusy as exc:
+        # A headless run is writing it: follow it live, read-only, rather than refuse.
+        if setup is not None:
+            setup.close()
+        return _follow(Path(args.session).expanduser(), args, config, str(exc))
     except SessionError as exc:
         _say(str(exc))
         if setup is not None:
@@ -106,6 +111,18 @@ def chat(args: argparse.Namespace) -> int:
         return 2
     if kept:
         print(f"session saved: {path}", file=sys.stderr)
+    return int(app.return_code or 0)
+
+
+def _follow(path: Path, args: argparse.Namespace, config: Config, why: str) -> int:
+    """Open the read-only live view of a session another process is writing."""
+    from tui.follow import FollowApp
+    from tui.theme import load_app_themes
+
+    _say(f"{why}\n{PROG}: following it live, read-only")
+    app = FollowApp(path, themes=load_app_themes(getattr(args, "theme", None) or config.theme))
+    with _quit_on_signals(app):
+        app.run()
     return int(app.return_code or 0)
 
 

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from quantlab.client import LaneClient, with_system_prompt
+from quantlab.detectors import detect_exchange
 from quantlab.fanout import Conversation, fanout
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
 from tui.widgets.lane_pane import LanePane
@@ -225,6 +226,12 @@ class ChatView(Vertical):
         )
         exchange.id, exchange.started_at = draft.id, draft.started_at
         exchange.meta.update(draft.meta)
+        ref = next((e.name for e in self.endpoints if e.role == "reference"), None)
+        detect_exchange(exchange, reference_lane=ref)  # < 1 ms a lane: fine on the loop
+        for pane in self.panes:
+            result = exchange.results.get(pane.lane)
+            if result is not None:
+                pane.show_findings(result.findings)
         self._show_speedups(exchange)
         await self._save(self.store.update_exchange if self.store else None, exchange)
         self.conversation.record(exchange)

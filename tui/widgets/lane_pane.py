@@ -8,12 +8,13 @@ its own text and metrics line; other panes are unaffected.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.timer import Timer
 
-from quantlab.records import Endpoint, Exchange, LaneResult
+from quantlab.records import Endpoint, Exchange, Finding, LaneResult
 from tui.widgets.lane_header import LaneHeader
 from tui.widgets.metrics_line import MetricsLine
 from tui.widgets.stream_view import FlushClock, StreamView
@@ -138,6 +139,15 @@ class LanePane(Vertical):
             self.set_status("ready")
         self.metrics.show_result(result)
 
+    def show_findings(self, findings: Sequence[Finding]) -> None:
+        """What the detectors flagged in this lane's answer (warn and fail; info, such as
+        mere wording differences from the reference, stays in the session only)."""
+        for f in findings:
+            if f.severity == "info" or f.status == "dismissed":
+                continue
+            mark = "⚑" if f.severity == "fail" else "△"
+            self.view.write_block(f"{mark} {f.detector} ({f.severity}): {f.evidence}", "flag")
+
     def stop(self) -> None:
         """The exchange was cancelled before this lane finished."""
         if not self.streaming:
@@ -171,6 +181,7 @@ class LanePane(Vertical):
         if result.text:
             self.view.append(result.text)
         self.view.end_answer()
+        self.show_findings(result.findings)
         if result.error is not None:
             self.view.write_block(f"✗ {result.error}", "error")
         self.metrics.show_result(result)

@@ -35,7 +35,17 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 #: Row kinds and their component classes (styled in DEFAULT_CSS, overridable in app.tcss).
-KINDS: tuple[str, ...] = ("text", "code", "fence", "heading", "user", "error", "note", "rule")
+KINDS: tuple[str, ...] = (
+    "text",
+    "code",
+    "fence",
+    "heading",
+    "user",
+    "error",
+    "note",
+    "rule",
+    "flag",
+)
 _COMPONENT = {k: f"stream-view--{k}" for k in KINDS if k != "text"}
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -175,6 +185,7 @@ class StreamView(ScrollView, can_focus=True):
     StreamView > .stream-view--heading { color: $text-primary; text-style: bold; }
     StreamView > .stream-view--error { color: $text-error; text-style: bold; }
     StreamView > .stream-view--note { color: $text-muted; text-style: italic; }
+    StreamView > .stream-view--flag { color: $text-warning; text-style: bold; }
     StreamView > .stream-view--rule { color: $panel-lighten-2; }
     StreamView > .stream-view--thumb { color: $panel-lighten-3; }
     """
