@@ -64,7 +64,7 @@ class QuantlabApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear every lane's history"),
         Binding("f2", "edit_params", "Params", tooltip="Edit the sampling parameters"),
-        Binding("ctrl+a", "annotate", "Annotate", tooltip="Annotate the last exchange"),
+        Binding("f3", "annotate", "Annotate", tooltip="Annotate the last exchange"),
         Binding("escape", "stop", "Stop", tooltip="Stop the answers streaming now"),
         Binding("ctrl+l", "toggle_layout", "Layout", tooltip="Side by side / stacked lanes"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -311,7 +311,7 @@ class QuantlabApp(App[int]):
         )
         yield SystemCommand("Stop streaming", "Stop the answers now (Esc)", self.action_stop)
         yield SystemCommand(
-            "Annotate", "Tag the last exchange's failure modes (ctrl+a)", self.action_annotate
+            "Annotate", "Tag the last exchange's failure modes (F3)", self.action_annotate
         )
         yield SystemCommand(
             "Toggle lane layout",
