@@ -273,7 +273,9 @@ async def test_chat_flags_findings_and_f3_annotates_into_the_session(
     from tui.widgets.annotate import AnnotationForm
 
     store = SessionStore.open(tmp_path / "s.json")
-    app = QuantlabApp(endpoints=fresh(local_pair), params=SamplingParams(max_tokens=60), store=store)
+    app = QuantlabApp(
+        endpoints=fresh(local_pair), params=SamplingParams(max_tokens=60), store=store
+    )
     async with app.run_test(size=SIZE) as pilot:
         chat = await ready(pilot, app)
         await ask(pilot, chat, "What is the largest ocean on Earth?")
