@@ -1,0 +1,133 @@
+"""Per-server stats from each server's Prometheus ``/metrics``, scraped about once a second.
+
+Parsed with prometheus_client's maintained text parser. Names differ by server and by vLLM
+version, so each figure has a list of candidate names (first found wins) and a missing one
+is simply unknown, never an error: vLLM ``vllm:kv_cache_usage_perc`` (older
+``vllm:gpu_cache_usage_perc``), ``vllm:num_requests_running`` / ``_waiting``, the
+``vllm:prompt_tokens_total`` / ``vllm:generation_tokens_total`` counters turned into rates
+between scrapes, ``vllm:num_preemptions_total``; llama.cpp ``llamacpp:requests_processing``
+/ ``requests_deferred`` / ``prompt_tokens_total`` / ``tokens_predicted_total``
+(``--metrics`` / ``endpoint_metrics`` must be on, else the stats say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from quantlab.records import Endpoint
+
+KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "llamacpp:kv_cache_usage_ratio")
+RUNNING = ("vllm:num_requests_running", "llamacpp:requests_processing")
+WAITING = ("vllm:num_requests_waiting", "llamacpp:requests_deferred")
+PROMPT_TOKENS = ("vllm:prompt_tokens_total", "llamacpp:prompt_tokens_total")
+GEN_TOKENS = ("vllm:generation_tokens_total", "llamacpp:tokens_predicted_total")
+PREEMPTIONS = ("vllm:num_preemptions_total", "vllm:num_preemptions")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Sample name -> value summed over label sets (e.g. several ``model_name``s).
+    ``_created`` timestamps and histogram buckets are left out."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith(("_created", "_bucket")):
+                continue
+            out[s.name] = out.get(s.name, 0.0) + float(s.value)
+    return out
+
+
+def _first(values: dict[str, float], names: Sequence[str]) -> float | None:
+    for n in names:
+        if n in values:
+            return values[n]
+    return None
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """One server's latest stats; ``error`` says why there are none."""
+
+    lane: str
+    kv_pct: float | None = None
+    running: float | None = None
+    waiting: float | None = None
+    prompt_tps: float | None = None
+    gen_tps: float | None = None
+    preemptions: float | None = None
+    error: str | None = None
+    t: float = 0.0
+
+
+class StatsTracker:
+    """Turns successive scrapes of one server into stats (counters become rates)."""
+
+    def __init__(self, lane: str) -> None:
+        self.lane = lane
+        self._prev: tuple[float, float | None, float | None] | None = None
+
+    def update(self, values: dict[str, float], t: float) -> ServerStats:
+        kv = _first(values, KV)
+        prompt = _first(values, PROMPT_TOKENS)
+        gen = _first(values, GEN_TOKENS)
+        stats = ServerStats(
+            lane=self.lane,
+            kv_pct=None if kv is None else kv * 100,
+            running=_first(values, RUNNING),
+            waiting=_first(values, WAITING),
+            preemptions=_first(values, PREEMPTIONS),
+            t=t,
+        )
+        if self._prev is not None:
+            t0, p0, g0 = self._prev
+            dt = t - t0
+            if dt > 0:
+                if prompt is not None and p0 is not None and prompt >= p0:
+                    stats.prompt_tps = (prompt - p0) / dt
+                if gen is not None and g0 is not None and gen >= g0:
+                    stats.gen_tps = (gen - g0) / dt
+        self._prev = (t, prompt, gen)
+        if not any(n.startswith(("vllm:", "llamacpp:")) for n in values):
+            stats.error = "no vLLM or llama.cpp metrics on /metrics"
+        return stats
+
+
+class ServerStatsScraper:
+    """Scrapes every endpoint's ``/metrics`` concurrently; ``poll()`` once a second."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], timeout: float = 2.0) -> None:
+        self.endpoints = list(endpoints)
+        self._http = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._trackers = {ep.name: StatsTracker(ep.name) for ep in self.endpoints}
+        self.latest: dict[str, ServerStats] = {}
+
+    async def _one(self, ep: Endpoint) -> ServerStats:
+        url = ep.base_url.rstrip("/")
+        if url.endswith("/v1"):
+            url = url[:-3]
+        try:
+            r = await self._http.get(url + "/metrics")
+        except httpx.HTTPError as exc:
+            return ServerStats(lane=ep.name, error=f"unreachable: {type(exc).__name__}")
+        if r.status_code == 404:
+            return ServerStats(lane=ep.name, error="no /metrics (metrics disabled?)")
+        if r.status_code >= 400:
+            return ServerStats(lane=ep.name, error=f"/metrics answered HTTP {r.status_code}")
+        try:
+            values = parse_metrics(r.text)
+        except ValueError as exc:
+            return ServerStats(lane=ep.name, error=f"unreadable /metrics: {exc}")
+        return self._trackers[ep.name].update(values, time.monotonic())
+
+    async def poll(self) -> dict[str, ServerStats]:
+        results = await asyncio.gather(*(self._one(ep) for ep in self.endpoints))
+        self.latest = {s.lane: s for s in results}
+        return self.latest
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,213 @@
+"""Telemetry core on a fake NVML (several GPUs, processes, Not Supported, missing library,
+a lost GPU), server stats from real llama.cpp /metrics and from vLLM-shaped text, process
+attribution, and the trace points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fake_nvml import FakeGpu, FakeNvml, NVMLError_LibraryNotFound
+
+from quantlab.records import Endpoint
+from quantlab.telemetry import nvml as nv
+from quantlab.telemetry.processes import ProcessMapper
+from quantlab.telemetry.sampler import GpuSampler, throttle_words
+from quantlab.telemetry.server_stats import (
+    ServerStatsScraper,
+    StatsTracker,
+    parse_metrics,
+)
+from quantlab.telemetry.trace import TraceRecorder, trace_point
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNvml]:
+    f = FakeNvml(
+        [
+            FakeGpu(processes=[(os.getpid(), 1024)]),
+            FakeGpu(name="NVIDIA L4", unsupported={"power", "power_limit"}, reasons=0x4 | 0x20),
+        ]
+    )
+    nv.set_nvml(f)
+    yield f
+    nv.set_nvml(None)
+
+
+def test_several_gpus_latest_values_and_history(fake: FakeNvml) -> None:
+    s = GpuSampler(hz=4)
+    for util in (10, 20, 30):
+        fake.gpus[0].util = util
+        s.sample_once()
+    snap = s.snapshot()
+    assert snap.unavailable is None and snap.driver == "580.159" and len(snap.gpus) == 2
+    g0, _ = snap.gpus
+    assert g0.name == "NVIDIA H100 80GB HBM3" and g0.latest["util_pct"] == 30
+    assert list(g0.history["util_pct"]) == [10, 20, 30]
+    assert g0.latest["mem_used_mib"] == 20_000 and g0.mem_reserved_mib == 480
+    assert g0.mem_source.startswith("v2") and g0.mem_total_mib == 81_559
+    assert g0.latest["power_w"] == 250 and g0.power_limit_w == 700
+    assert g0.throttle == ["idle"] and g0.processes[0].gpu_mem_mib == 1024
+
+
+def test_not_supported_is_per_metric_and_asked_once(fake: FakeNvml) -> None:
+    s = GpuSampler()
+    s.sample_once()
+    g1 = s.snapshot().gpus[1]
+    assert g1.latest["power_w"] is None and g1.power_limit_w is None
+    assert g1.errors["power_w"] == "n/a (not supported on this GPU)"
+    assert g1.latest["util_pct"] == 35 and g1.throttle == ["power cap", "thermal (sw)"]
+    calls = fake.calls
+    s.sample_once()
+    per_sweep = fake.calls - calls
+    s.sample_once()
+    assert fake.calls - calls == 2 * per_sweep  # the unsupported getters are not retried
+
+
+def test_a_gpu_lost_mid_run_is_marked_and_the_others_go_on(fake: FakeNvml) -> None:
+    s = GpuSampler()
+    s.sample_once()
+    fake.gpus[0].lost = True
+    fake.gpus[1].util = 77
+    s.sample_once()
+    g0, g1 = s.snapshot().gpus
+    assert g0.lost and "fell off the bus" in g0.errors["device"]
+    assert g1.latest["util_pct"] == 77
+
+
+def test_missing_library_is_a_reason_not_a_crash() -> None:
+    nv.set_nvml(FakeNvml(init_error=NVMLError_LibraryNotFound))
+    try:
+        s = GpuSampler().start()
+        snap = s.snapshot()
+        s.stop()
+    finally:
+        nv.set_nvml(None)
+    assert snap.gpus == [] and "NVML library not found" in (snap.unavailable or "")
+
+
+def test_sampler_thread_samples_at_its_rate(fake: FakeNvml) -> None:
+    s = GpuSampler(hz=20).start()
+    time.sleep(0.5)
+    s.stop()
+    assert 5 <= s.samples <= 15
+
+
+def test_throttle_words() -> None:
+    assert throttle_words(0) == []
+    assert throttle_words(0x4 | 0x40) == ["power cap", "thermal (hw)"]
+
+
+def test_processes_map_to_the_lane_that_started_them() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        eps = [
+            Endpoint("bf16", "http://127.0.0.1:8000", pid=os.getpid()),
+            Endpoint("awq", "http://127.0.0.1:8001"),
+        ]
+        mapper = ProcessMapper(eps)
+        assert mapper.lane_of(child.pid) == "bf16"  # a child of the started pid
+        assert mapper.lane_of(1) == "other"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_processes_map_by_command_line_port() -> None:
+    cmd = "import time; time.sleep(30)  # vllm serve model --port 8001"
+    child = subprocess.Popen([sys.executable, "-c", cmd, "vllm", "serve", "m", "--port", "8001"])
+    try:
+        eps = [Endpoint("bf16", "http://h:8000"), Endpoint("awq", "http://h:8001")]
+        assert ProcessMapper(eps).lane_of(child.pid) == "awq"
+    finally:
+        child.kill()
+        child.wait()
+
+
+VLLM_NEW = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="qwen"} 3.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="qwen"} 1.0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name="qwen"} 0.25
+# TYPE vllm:num_preemptions counter
+vllm:num_preemptions_total{engine="0",model_name="qwen"} 2.0
+# TYPE vllm:prompt_tokens counter
+vllm:prompt_tokens_total{engine="0",model_name="qwen"} PROMPT
+vllm:prompt_tokens_created{engine="0",model_name="qwen"} 1.7e9
+# TYPE vllm:generation_tokens counter
+vllm:generation_tokens_total{engine="0",model_name="qwen"} GEN
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="qwen"} 0.0
+vllm:time_to_first_token_seconds_count{model_name="qwen"} 5.0
+"""
+VLLM_OLD = """# TYPE vllm:gpu_cache_usage_perc gauge
+vllm:gpu_cache_usage_perc{model_name="m"} 0.5
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="m"} 0.0
+"""
+
+
+def test_vllm_metrics_new_names_and_counter_rates() -> None:
+    tr = StatsTracker("awq")
+    first = tr.update(parse_metrics(VLLM_NEW.replace("PROMPT", "100").replace("GEN", "50")), 10.0)
+    assert first.kv_pct == 25 and first.running == 3 and first.waiting == 1
+    assert first.preemptions == 2 and first.gen_tps is None and first.error is None
+    second = tr.update(parse_metrics(VLLM_NEW.replace("PROMPT", "300").replace("GEN", "250")), 12.0)
+    assert second.prompt_tps == 100 and second.gen_tps == 100
+
+
+def test_vllm_metrics_old_names() -> None:
+    s = StatsTracker("bf16").update(parse_metrics(VLLM_OLD), 1.0)
+    assert s.kv_pct == 50 and s.running == 0 and s.waiting is None
+
+
+def test_a_page_without_server_metrics_says_so() -> None:
+    s = StatsTracker("x").update(parse_metrics("# TYPE up gauge\nup 1\n"), 1.0)
+    assert s.error and "no vLLM or llama.cpp metrics" in s.error
+
+
+async def test_real_llamacpp_metrics_of_the_local_pair(local_pair: list[Endpoint]) -> None:
+    scraper = ServerStatsScraper(local_pair)
+    try:
+        await scraper.poll()
+        body = {
+            "messages": [{"role": "user", "content": "Count to five."}],
+            "max_tokens": 16,
+            "temperature": 0,
+        }
+        async with httpx.AsyncClient(trust_env=False, timeout=60) as http:
+            await http.post(local_pair[1].base_url + "/v1/chat/completions", json=body)
+        time.sleep(0.05)
+        stats = await scraper.poll()
+    finally:
+        await scraper.aclose()
+    q4 = stats["q4_0"]
+    assert q4.error is None and q4.running is not None and q4.waiting is not None
+    assert q4.gen_tps is not None and q4.gen_tps > 0
+
+
+async def test_a_down_server_is_a_reason() -> None:
+    scraper = ServerStatsScraper([Endpoint("gone", "http://127.0.0.1:9")])
+    try:
+        stats = await scraper.poll()
+    finally:
+        await scraper.aclose()
+    assert stats["gone"].error and stats["gone"].error.startswith("unreachable")
+
+
+def test_trace_points_are_small_and_batched(fake: FakeNvml) -> None:
+    s = GpuSampler()
+    s.sample_once()
+    p = trace_point(s.snapshot(), lanes_of={os.getpid(): "bf16"})
+    g0 = p["gpus"][0]
+    assert g0["mem_used_mib"] == 20_000 and g0["power_w"] == 250 and g0["procs"] == {"bf16": 1024}
+    rec = TraceRecorder(every_s=0.0, batch=3)
+    out = [rec.offer(lambda: {"t": 1}) for _ in range(3)]
+    assert out[:2] == [None, None] and out[2] == [{"t": 1}] * 3
