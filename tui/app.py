@@ -30,6 +30,7 @@ from tui.widgets.app_bar import AppBar
 from tui.widgets.chat_view import ChatView
 from tui.widgets.runner import RunnerPane
 from tui.widgets.startup_panel import StartupPanel
+from tui.widgets.telemetry import TelemetryPane
 
 #: Below this many columns the lanes are stacked instead of side by side.
 NARROW_COLUMNS = 100
@@ -83,6 +84,7 @@ class QuantlabApp(App[int]):
         themes: ThemeSet | None = None,
         read_timeout: float = 300.0,
         freeze_gc: bool = False,
+        telemetry_hz: float = 4.0,
     ) -> None:
         super().__init__()
         if endpoints is None and connect is None:
@@ -99,6 +101,7 @@ class QuantlabApp(App[int]):
         self.fatal: str | None = None  # why the app could not start its lanes
         self.layout_mode = "auto"  # "auto" | "side" | "stacked"
         self.freeze_gc = freeze_gc
+        self.telemetry_hz = telemetry_hz
         self._themes = themes or load_app_themes(None)
         for theme in self._themes.themes:
             self.register_theme(theme)
@@ -225,6 +228,9 @@ class QuantlabApp(App[int]):
                     "Runner", RunnerPane(endpoints, store=self.store, id="runner"), id="tab-runner"
                 )
             )
+        if not self.query("#tab-telemetry"):
+            pane = TelemetryPane(endpoints, hz=self.telemetry_hz, store=self.store, id="telemetry")
+            await tabs.add_pane(TabPane("Telemetry", pane, id="tab-telemetry"))
         tabs.set_class(tabs.tab_count <= 1, "-single")
 
     # ------------------------------------------------------------------ chat events

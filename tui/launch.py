@@ -96,6 +96,7 @@ def chat(args: argparse.Namespace) -> int:
         session_path=path,
         themes=themes,
         freeze_gc=True,
+        telemetry_hz=config.telemetry_hz,
     )
     try:
         with _quit_on_signals(app):

@@ -1,0 +1,93 @@
+"""Pilot tests of the telemetry pane, read as a person reads it: a fake NVML with two
+GPUs (one with Not Supported power), processes attributed to lanes, a lost GPU, no NVML,
+and the trace written into the session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from fake_nvml import FakeGpu, FakeNvml, NVMLError_LibraryNotFound
+
+from quantlab.records import Endpoint
+from quantlab.session import SessionStore, load_session
+from quantlab.telemetry import nvml as nv
+from tui.top import TopApp
+from tui.widgets.telemetry import TelemetryPane
+
+
+@pytest.fixture(autouse=True)
+def _reset_nvml() -> object:
+    yield
+    nv.set_nvml(None)
+
+
+async def _settle(pilot: object, pane: TelemetryPane, seconds: float = 0.6) -> str:
+    await pilot.pause(seconds)  # type: ignore[attr-defined]
+    return pane.plain(140)
+
+
+async def test_two_gpus_processes_and_not_supported() -> None:
+    fake = FakeNvml(
+        [
+            FakeGpu(processes=[(os.getpid(), 3000)], reasons=0x4),
+            FakeGpu(name="NVIDIA L4", unsupported={"power", "power_limit"}, total_mib=23_034),
+        ]
+    )
+    nv.set_nvml(fake)
+    eps = [Endpoint("bf16", "http://127.0.0.1:9", pid=os.getpid())]
+    app = TopApp(eps, hz=20)
+    async with app.run_test(size=(140, 45)) as pilot:
+        pane = app.query_one(TelemetryPane)
+        text = await _settle(pilot, pane)
+    assert "GPU 0" in text and "NVIDIA H100 80GB HBM3" in text and "NVIDIA L4" in text
+    assert "19.5/80 GiB" in text and "250/700 W" in text
+    assert "clock limits: power cap" in text
+    assert "n/a (not supported on this GPU)" in text  # the L4's power, said per metric
+    assert f"{os.getpid()}" in text and "3,000 MiB" in text and "bf16" in text
+    assert "unreachable" in text  # the server stats say why they are missing
+    assert "host CPU" in text
+
+
+async def test_a_lost_gpu_is_said_and_the_rest_goes_on() -> None:
+    fake = FakeNvml([FakeGpu(), FakeGpu(name="NVIDIA A10G")])
+    nv.set_nvml(fake)
+    app = TopApp([], hz=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(TelemetryPane)
+        await _settle(pilot, pane, 0.3)
+        fake.gpus[0].lost = True
+        fake.gpus[1].util = 88
+        text = await _settle(pilot, pane, 0.4)
+    assert "GPU lost (fell off the bus)" in text
+    assert "88 %" in text
+
+
+async def test_no_nvml_library_is_one_clear_line() -> None:
+    nv.set_nvml(FakeNvml(init_error=NVMLError_LibraryNotFound))
+    app = TopApp([], hz=10)
+    async with app.run_test(size=(100, 30)) as pilot:
+        text = await _settle(pilot, app.query_one(TelemetryPane), 0.3)
+    assert "no GPU telemetry: NVML library not found" in text and "host CPU" in text
+
+
+async def test_trace_goes_into_the_session(tmp_path: Path) -> None:
+    nv.set_nvml(FakeNvml([FakeGpu()]))
+    store = SessionStore.open(tmp_path / "s.json")
+    pane = TelemetryPane([], hz=20, store=store)
+    pane.trace.every_s = 0.05
+    pane.trace.batch = 2
+
+    from textual.app import App, ComposeResult
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield pane
+
+    async with Host().run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.6)
+    store.close()
+    trace = load_session(tmp_path / "s.json").telemetry
+    assert len(trace) >= 2
+    assert trace[0]["gpus"][0]["mem_used_mib"] == 20_000 and "host" in trace[0]
