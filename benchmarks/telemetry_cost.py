@@ -22,7 +22,8 @@ from quantlab.telemetry.sampler import GpuSampler
 def _median_us(fn: object, n: int) -> float | None:
     try:
         fn()  # type: ignore[operator]
-    except Exception:
+    except Exception as exc:  # a peer that fails here is reported, not timed
+        print(f"{getattr(fn, '__qualname__', fn)} failed: {exc!r}", file=sys.stderr)
         return None
     times = []
     for _ in range(n):
@@ -57,14 +58,14 @@ def main() -> int:
 
         dev = Device(0)
         nvitop_us = _median_us(dev.as_snapshot, 50)
-    except ImportError:
-        pass
+    except ImportError as exc:
+        print(f"nvitop not importable: {exc}", file=sys.stderr)
     try:
         import gpustat
 
         gpustat_us = _median_us(gpustat.new_query, 30)
-    except ImportError:
-        pass
+    except ImportError as exc:
+        print(f"gpustat not importable: {exc}", file=sys.stderr)
     print(
         json.dumps(
             {
