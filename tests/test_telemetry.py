@@ -211,3 +211,18 @@ def test_trace_points_are_small_and_batched(fake: FakeNvml) -> None:
     rec = TraceRecorder(every_s=0.0, batch=3)
     out = [rec.offer(lambda: {"t": 1}) for _ in range(3)]
     assert out[:2] == [None, None] and out[2] == [{"t": 1}] * 3
+
+
+def test_trace_writer_fills_a_session_during_a_headless_run(fake: FakeNvml, tmp_path) -> None:
+    from quantlab.session import SessionStore, load_session
+    from quantlab.telemetry.trace import TraceWriter
+
+    store = SessionStore.open(tmp_path / "s.json")
+    writer = TraceWriter(store.add_telemetry, [], every_s=0.05).start()
+    time.sleep(0.5)
+    writer.stop()
+    store.close()
+    trace = load_session(tmp_path / "s.json").telemetry
+    assert len(trace) >= 4 and writer.error is None
+    assert trace[-1]["gpus"][1]["power_w"] is None  # the L4's power is Not Supported
+    assert trace[-1]["gpus"][0]["procs"] == {"other": 1024.0} and "host" in trace[-1]

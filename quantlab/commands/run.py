@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from quantlab.machine import machine_facts
         from quantlab.session import SessionError, SessionStore, default_session_path
+        from quantlab.telemetry.trace import TraceWriter
     except ImportError as exc:  # pragma: no cover - the session store is part of the core
         print(f"quantlab run: session files are not available ({exc})", file=sys.stderr)
         return 2
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             except SessionError as exc:
                 print(f"quantlab run: {exc}", file=sys.stderr)
                 return 2
+            trace = TraceWriter(store.add_telemetry, setup.endpoints).start()
             try:
                 runner = Runner(
                     setup.endpoints, suites, store=store, options=options, on_event=_Display(bar)
@@ -177,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
                 return 130
             finally:
                 bar.close()
+                trace.stop()
                 store.close()
     except ConfigError as exc:
         print(f"quantlab run: {exc}", file=sys.stderr)

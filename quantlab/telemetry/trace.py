@@ -89,3 +89,57 @@ class TraceRecorder:
     def flush(self) -> list[dict[str, Any]]:
         out, self.pending = self.pending, []
         return out
+
+
+class TraceWriter:
+    """For headless runs: a thread that samples GPUs and host once a second and writes the
+    trace into a session (``sink`` = ``SessionStore.add_telemetry``) in batches. With no
+    GPU the points hold the host only. ``stop()`` writes what is pending."""
+
+    def __init__(self, sink: Any, endpoints: Any = (), every_s: float = 1.0) -> None:
+        import threading
+
+        from quantlab.telemetry.host import HostSampler
+        from quantlab.telemetry.processes import ProcessMapper
+        from quantlab.telemetry.sampler import GpuSampler
+
+        self.sink = sink
+        self.every_s = every_s
+        self.sampler = GpuSampler(hz=1.0 / every_s)
+        self.host = HostSampler(endpoints)
+        self.mapper = ProcessMapper(endpoints)
+        self.recorder = TraceRecorder(every_s=0.0, batch=10)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trace-writer", daemon=True)
+        self.error: str | None = None
+
+    def _point(self) -> dict[str, Any]:
+        if self.sampler.unavailable is None:
+            self.sampler.sample_once()
+        snap = self.sampler.snapshot()
+        lanes_of = {p.pid: self.mapper.lane_of(p.pid) for g in snap.gpus for p in g.processes}
+        return trace_point(snap if snap.gpus else None, None, self.host.sample(), lanes_of)
+
+    def _write(self, points: list[dict[str, Any]]) -> None:
+        if not points:
+            return
+        try:
+            self.sink(points)
+        except Exception as exc:  # the run matters more than its trace
+            self.error = str(exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            batch = self.recorder.offer(self._point)
+            if batch:
+                self._write(batch)
+
+    def start(self) -> TraceWriter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+        self._write(self.recorder.flush())
+        self.sampler.stop()
