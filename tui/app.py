@@ -118,6 +118,15 @@ class QuantlabApp(App[int]):
     def compose_tabs(self) -> Iterable[TabPane]:
         """One TabPane per tab: the chat first; further panes (runner, telemetry) go here."""
         yield TabPane("Chat", self._chat_or_startup(), id="tab-chat")
+        if self.endpoints is not None:  # else added once the local pair is up
+            yield from self._lane_tabs(self.endpoints)
+
+    def _lane_tabs(self, endpoints: Sequence[Endpoint]) -> Iterable[TabPane]:
+        """The tabs that need the lanes: the suite runner, and live telemetry."""
+        runner = RunnerPane(endpoints, store=self.store, id="runner")
+        yield TabPane("Runner", runner, id="tab-runner")
+        tele = TelemetryPane(endpoints, hz=self.telemetry_hz, store=self.store, id="telemetry")
+        yield TabPane("Telemetry", tele, id="tab-telemetry")
 
     def _chat_or_startup(self) -> ChatView | StartupPanel:
         if self.endpoints is not None:
@@ -150,7 +159,6 @@ class QuantlabApp(App[int]):
         bar.update_state(session=self._session_label(), exchanges=len(self.history))
         if self.endpoints is not None:
             bar.update_state(what=describe_endpoints(self.endpoints, self.source))
-            self.call_after_refresh(self._add_lane_tabs, self.endpoints)
         else:
             self._connect()
         for problem in self._themes.problems:
@@ -220,17 +228,11 @@ class QuantlabApp(App[int]):
         self._apply_layout()
 
     async def _add_lane_tabs(self, endpoints: Sequence[Endpoint]) -> None:
-        """The tabs that need the lanes: the suite runner, and live telemetry."""
+        """Add the lane tabs once the endpoints are known (after the local pair started)."""
         tabs = self.query_one(TabbedContent)
         if not self.query("#tab-runner"):
-            await tabs.add_pane(
-                TabPane(
-                    "Runner", RunnerPane(endpoints, store=self.store, id="runner"), id="tab-runner"
-                )
-            )
-        if not self.query("#tab-telemetry"):
-            pane = TelemetryPane(endpoints, hz=self.telemetry_hz, store=self.store, id="telemetry")
-            await tabs.add_pane(TabPane("Telemetry", pane, id="tab-telemetry"))
+            for pane in self._lane_tabs(endpoints):
+                await tabs.add_pane(pane)
         tabs.set_class(tabs.tab_count <= 1, "-single")
 
     # ------------------------------------------------------------------ chat events

@@ -210,6 +210,7 @@ class StreamView(ScrollView, can_focus=True):
         self._in_code = False  # inside a ``` fence of the current answer
         self._block_kind: str | None = None  # fixed kind, or None: styled as an answer
         self._answer_row0: int | None = None
+        self._answer_row_end: int | None = None  # first row after a finished answer
         self._wrap_width = 0
         # Pending deltas, and when the oldest of them arrived (perf_counter_ns).
         self._pending: list[str] = []
@@ -273,12 +274,15 @@ class StreamView(ScrollView, can_focus=True):
         self._block_kind = None
         self._in_code = False
         self._answer_row0 = len(self._rows)
+        self._answer_row_end = None
 
     def end_answer(self) -> None:
         """Draw what is pending and close the answer's last line."""
         self.flush()
         first = len(self._rows)
         self._close_line()
+        if self._answer_row0 is not None:
+            self._answer_row_end = len(self._rows)
         self._changed(first)
 
     def write_block(self, text: str, kind: str = "note") -> None:
@@ -305,7 +309,8 @@ class StreamView(ScrollView, can_focus=True):
         included: call :meth:`flush` first for everything)."""
         if self._answer_row0 is None:
             return ""
-        return self._join(self._answer_row0, len(self._rows))
+        end = len(self._rows) if self._answer_row_end is None else self._answer_row_end
+        return self._join(self._answer_row0, end)
 
     def text(self) -> str:
         """Everything displayed, lines joined with newlines."""
@@ -320,6 +325,7 @@ class StreamView(ScrollView, can_focus=True):
         self._starts.clear()
         self._open = False
         self._answer_row0 = None
+        self._answer_row_end = None
         self._in_code = False
         self._strips.clear()
         self.virtual_size = Size(self._width(), 0)
@@ -408,11 +414,14 @@ class StreamView(ScrollView, can_focus=True):
     def _rewrap(self, width: int) -> None:
         """Wrap everything again for a new width (once per resize)."""
         lines: list[tuple[str, str, bool]] = []  # text, kind, is the answer start
-        answer_line = None
+        answer_line = end_line = None
+        end_at_tail = self._answer_row_end is not None and self._answer_row_end >= len(self._rows)
         for r in range(len(self._rows)):
             if self._starts[r]:
                 if r == self._answer_row0:
                     answer_line = len(lines)
+                if r == self._answer_row_end:
+                    end_line = len(lines)
                 lines.append((self._rows[r], self._kinds[r], False))
             else:
                 text, kind, _ = lines[-1]
@@ -421,10 +430,14 @@ class StreamView(ScrollView, can_focus=True):
         for i, (text, kind, _) in enumerate(lines):
             if i == answer_line:
                 self._answer_row0 = len(self._rows)
+            if i == end_line:
+                self._answer_row_end = len(self._rows)
             rows = wrap(text, width)
             self._rows.extend(rows)
             self._kinds.extend([kind] * len(rows))
             self._starts.extend([True] + [False] * (len(rows) - 1))
+        if end_at_tail:
+            self._answer_row_end = len(self._rows)
         if lines:
             last_rows = wrap(lines[-1][0], width)
             self._line_row0 = len(self._rows) - len(last_rows)
