@@ -114,6 +114,8 @@ class ServerStatsScraper:
             r = await self._http.get(url + "/metrics")
         except httpx.HTTPError as exc:
             return ServerStats(lane=ep.name, error=f"unreachable: {type(exc).__name__}")
+        except RuntimeError as exc:  # the client was closed under us (shutting down)
+            return ServerStats(lane=ep.name, error=f"not scraped: {exc}")
         if r.status_code == 404:
             return ServerStats(lane=ep.name, error="no /metrics (metrics disabled?)")
         if r.status_code >= 400:

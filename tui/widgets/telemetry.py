@@ -9,6 +9,7 @@ trace is written into the session in batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import math
 from collections.abc import Sequence
@@ -214,17 +215,24 @@ class TelemetryPane(VerticalScroll):
         self.refresh_view()
 
     async def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "scrape")
         if self._own_sampler:
             self.sampler.stop()
         if self.scraper is not None:
-            await self.scraper.aclose()
+            with contextlib.suppress(Exception):
+                await self.scraper.aclose()
         self._write_trace(self.trace.flush())
 
-    @work(exclusive=True, group="scrape")
+    @work(exclusive=True, group="scrape", exit_on_error=False)
     async def _scrape(self) -> None:
+        """Once a second; a failed scrape is shown per server by the scraper, and nothing
+        here may take the app down (e.g. the client closing while the app quits)."""
         assert self.scraper is not None
-        while True:
-            self.stats = dict(await self.scraper.poll())
+        while self.is_mounted:
+            try:
+                self.stats = dict(await self.scraper.poll())
+            except Exception:
+                return
             await asyncio.sleep(1.0)
 
     def _lanes_of(self, snap: TelemetrySnapshot) -> dict[int, str]:
