@@ -45,6 +45,11 @@ class FakeGpu:
     processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, MiB)
     unsupported: set[str] = field(default_factory=set)
     lost: bool = False
+    temp_slowdown: int = 90
+    max_sm_mhz: int = 1980
+    max_mem_mhz: int = 2619
+    #: GPM figures (Hopper+): {"sm_active": %, "tensor_active": %, "dram_bw": %}; None: no GPM
+    gpm: dict[str, float] | None = None
 
 
 class FakeNvml:
@@ -53,6 +58,11 @@ class FakeNvml:
     NVML_TEMPERATURE_GPU = 0
     NVML_CLOCK_SM = 1
     NVML_CLOCK_MEM = 2
+    NVML_TEMPERATURE_THRESHOLD_SLOWDOWN = 1
+    NVML_GPM_METRICS_GET_VERSION = 1
+    NVML_GPM_METRIC_SM_UTIL = 2
+    NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5
+    NVML_GPM_METRIC_DRAM_BW_UTIL = 10
     nvmlMemory_v2 = 0x02000028
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
@@ -121,6 +131,49 @@ class FakeNvml:
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
         return self._gpu(h, "throttle").reasons
+
+    def nvmlDeviceGetTemperatureThreshold(self, h: int, which: int) -> int:
+        return self._gpu(h, "temp_threshold").temp_slowdown
+
+    def nvmlDeviceGetMaxClockInfo(self, h: int, clock: int) -> int:
+        g = self._gpu(h, "max_clocks")
+        return g.max_sm_mhz if clock == self.NVML_CLOCK_SM else g.max_mem_mhz
+
+    # GPM: samples are opaque buffers; a metrics request over two of them gives the
+    # activity in between (here: the GPU's ``gpm`` figures at the time of the request).
+    class c_nvmlGpmMetricsGet_t:
+        def __init__(self) -> None:
+            self.version = 0
+            self.numMetrics = 0
+            self.sample1: Any = None
+            self.sample2: Any = None
+            self.metrics = [SimpleNamespace(metricId=0, nvmlReturn=0, value=0.0) for _ in range(8)]
+
+    def nvmlGpmQueryDeviceSupport(self, h: int) -> Any:
+        return SimpleNamespace(isSupportedDevice=int(self.gpus[h].gpm is not None))
+
+    def nvmlGpmSampleAlloc(self) -> Any:
+        return SimpleNamespace(handle=None)
+
+    def nvmlGpmSampleFree(self, sample: Any) -> None:
+        self.gpm_freed = getattr(self, "gpm_freed", 0) + 1
+
+    def nvmlGpmSampleGet(self, h: int, sample: Any) -> Any:
+        self._gpu(h, "gpm")
+        sample.handle = h
+        return sample
+
+    def nvmlGpmMetricsGet(self, request: Any) -> Any:
+        g = self.gpus[request.sample2.handle]
+        names = {
+            self.NVML_GPM_METRIC_SM_UTIL: "sm_active",
+            self.NVML_GPM_METRIC_ANY_TENSOR_UTIL: "tensor_active",
+            self.NVML_GPM_METRIC_DRAM_BW_UTIL: "dram_bw",
+        }
+        for metric in request.metrics[: request.numMetrics]:
+            value = (g.gpm or {}).get(names.get(metric.metricId, ""))
+            metric.nvmlReturn, metric.value = (0, value) if value is not None else (3, 0.0)
+        return request
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
         g = self._gpu(h, "processes")

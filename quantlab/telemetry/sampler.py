@@ -4,10 +4,14 @@ rate and writes into preallocated ring buffers; the UI only reads snapshots.
 Fast path every tick, per GPU (measured on an H100: 1-8 µs per getter, tens of µs in all):
 utilization, memory (v2 where the driver has it: ``used`` then excludes the driver's
 ``reserved`` memory, shown apart), temperature, power draw and enforced limit, SM and memory
-clocks, clock-event (throttle) reasons, running compute processes. Slow getters (PCIe
-throughput ~20 ms, total energy ~3 ms) are never called. A metric that fails once with Not
-Supported is not asked again and shows its reason; a lost GPU is marked lost and the others
-go on.
+clocks, clock-event (throttle) reasons, running compute processes. Slow path, once a second
+on the same thread and never inside the fast sample: on Hopper and newer, GPM's SM activity,
+tensor-pipe activity and DRAM bandwidth use (what plain "utilization" is not: how full the
+GPU is); other cards are skipped quietly. PCIe throughput (~20 ms a call) and total energy
+(~3 ms) are left out. A metric that fails once with Not Supported is not asked again and
+shows its reason; a lost GPU is marked lost and the others go on. Values outside the card's
+own limits (power above its limit, temperature at its slowdown threshold, clocks above
+their maximum, memory above the total) are flagged: some cards report nonsense.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from quantlab.telemetry import nvml as nv
 
 #: Ring size: 5 minutes at 4 Hz.
 HISTORY = 1200
-#: Fast-path metrics, in the order of the ring buffer's columns.
-METRICS = ("util_pct", "mem_used_mib", "power_w", "temp_c", "sm_mhz", "mem_mhz")
+#: Ring buffer columns: the fast-path metrics, then the GPM figure (held between its
+#: once-a-second samples so that every row has it).
+METRICS = ("util_pct", "mem_used_mib", "power_w", "temp_c", "sm_mhz", "mem_mhz", "sm_active_pct")
+#: Seconds between GPM samples (each pair of samples gives the activity between them).
+GPM_EVERY_S = 1.0
 
 #: NVML clock-event (throttle) reason bits, in words. Values from nvml.h.
 THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
@@ -70,6 +77,9 @@ class GpuSnapshot:
     errors: dict[str, str]
     history: dict[str, np.ndarray]
     warnings: list[str] = field(default_factory=list)
+    #: Hopper+ GPM figures (percent): "sm_active", "tensor_active", "dram_bw"; empty elsewhere.
+    gpm: dict[str, float] = field(default_factory=dict)
+    temp_slowdown_c: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,39 @@ class _Gpu:
         self.power_limit: float | None = None
         self.throttle: list[str] = []
         self.processes: list[GpuProcess] = []
+        # The card's own limits, read once: values beyond them are flagged, not hidden.
+        self.temp_slowdown: float | None = None
+        self.max_sm_mhz: float | None = None
+        self.max_mem_mhz: float | None = None
+        self.gpm: _Gpm | None = None
+        self.gpm_values: dict[str, float] = {}
+
+
+class _Gpm:
+    """GPM sampling state of one GPU: two sample buffers used in turn and one reusable
+    metrics request (NVML fills values for the span between the two samples)."""
+
+    WANT = (
+        ("sm_active", "NVML_GPM_METRIC_SM_UTIL"),
+        ("tensor_active", "NVML_GPM_METRIC_ANY_TENSOR_UTIL"),
+        ("dram_bw", "NVML_GPM_METRIC_DRAM_BW_UTIL"),
+    )
+
+    def __init__(self, m: Any) -> None:
+        self.samples = [m.nvmlGpmSampleAlloc(), m.nvmlGpmSampleAlloc()]
+        self.cur = 0
+        self.have_prev = False
+        self.last = 0.0
+        self.request = m.c_nvmlGpmMetricsGet_t()
+        self.request.version = m.NVML_GPM_METRICS_GET_VERSION
+        self.request.numMetrics = len(self.WANT)
+        for i, (_, const) in enumerate(self.WANT):
+            self.request.metrics[i].metricId = getattr(m, const)
+
+    def free(self, m: Any) -> None:
+        for sample in self.samples:
+            with contextlib.suppress(Exception):
+                m.nvmlGpmSampleFree(sample)
 
 
 class GpuSampler:
@@ -154,9 +197,29 @@ class GpuSampler:
                 gpu.errors["device"] = nv.reason(exc)
                 self._gpus.append(gpu)
                 continue
-            self._gpus.append(_Gpu(i, h, name))
+            gpu = _Gpu(i, h, name)
+            self._read_limits(gpu)
+            self._gpus.append(gpu)
         if not self._gpus:
             self.unavailable = "no NVIDIA GPU found by NVML"
+
+    def _read_limits(self, gpu: _Gpu) -> None:
+        """The card's slowdown temperature and maximum clocks (for flags), and whether it
+        has GPM (Hopper and newer). Any failure here only means no flag / no GPM."""
+        m, h = self._nvml, gpu.handle
+        with contextlib.suppress(Exception):
+            gpu.temp_slowdown = float(
+                m.nvmlDeviceGetTemperatureThreshold(h, m.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)
+            )
+        with contextlib.suppress(Exception):
+            gpu.max_sm_mhz = float(m.nvmlDeviceGetMaxClockInfo(h, m.NVML_CLOCK_SM))
+        with contextlib.suppress(Exception):
+            gpu.max_mem_mhz = float(m.nvmlDeviceGetMaxClockInfo(h, m.NVML_CLOCK_MEM))
+        try:
+            if m.nvmlGpmQueryDeviceSupport(h).isSupportedDevice:
+                gpu.gpm = _Gpm(m)
+        except Exception:  # older card, older driver or binding: no GPM, quietly
+            gpu.gpm = None
 
     # -------------------------------------------------------------- sampling
 
@@ -213,6 +276,7 @@ class GpuSampler:
         row[4] = np.nan if sm is None else sm
         mc = self._get(gpu, "mem_mhz", m.nvmlDeviceGetClockInfo, m.NVML_CLOCK_MEM)
         row[5] = np.nan if mc is None else mc
+        row[6] = gpu.gpm_values.get("sm_active", np.nan)
         limit = self._get(gpu, "power_limit_w", m.nvmlDeviceGetEnforcedPowerLimit)
         gpu.power_limit = None if limit is None else limit / 1000
         reasons_fn = getattr(m, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
@@ -244,11 +308,46 @@ class GpuSampler:
         self.last_sample_us = us
         return us
 
+    def _sample_gpm(self, gpu: _Gpu, now: float) -> None:
+        """One GPM sample; with the previous one it gives the activity in between."""
+        g, m = gpu.gpm, self._nvml
+        assert g is not None
+        try:
+            m.nvmlGpmSampleGet(gpu.handle, g.samples[g.cur])
+            if g.have_prev:
+                req = g.request
+                req.sample1, req.sample2 = g.samples[1 - g.cur], g.samples[g.cur]
+                m.nvmlGpmMetricsGet(req)
+                values = {}
+                for i, (key, _) in enumerate(g.WANT):
+                    if req.metrics[i].nvmlReturn == 0:
+                        values[key] = float(req.metrics[i].value)
+                gpu.gpm_values = values
+        except Exception as exc:
+            if nv.is_lost(exc):
+                gpu.lost = True
+                gpu.errors["device"] = nv.reason(exc)
+            g.free(m)  # GPM stops; the fast path goes on
+            gpu.gpm, gpu.gpm_values = None, {}
+            return
+        g.have_prev = True
+        g.cur = 1 - g.cur
+        g.last = now
+
+    def slow_once(self) -> None:
+        """The once-a-second path (GPM), kept out of the fast sample."""
+        now = time.monotonic()
+        with self._lock:
+            for gpu in self._gpus:
+                if gpu.gpm is not None and not gpu.lost and now - gpu.gpm.last >= GPM_EVERY_S:
+                    self._sample_gpm(gpu, now)
+
     def _run(self) -> None:
         next_t = time.monotonic()
         cpu0 = time.thread_time()
         while not self._stop.is_set():
             self.sample_once()
+            self.slow_once()
             self.thread_cpu_s = time.thread_time() - cpu0
             next_t += self.period
             delay = next_t - time.monotonic()
@@ -269,6 +368,11 @@ class GpuSampler:
             self._thread.join(timeout=2)
             self._thread = None
         if self._nvml is not None:
+            with self._lock:
+                for gpu in self._gpus:
+                    if gpu.gpm is not None:
+                        gpu.gpm.free(self._nvml)
+                        gpu.gpm = None
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
             self._nvml = None
@@ -295,12 +399,7 @@ class GpuSampler:
         latest = {
             k: (None if np.isnan(v) else float(v)) for k, v in zip(METRICS, latest_row, strict=True)
         }
-        warnings = []
-        power = latest.get("power_w")
-        if power is not None and g.power_limit and power > g.power_limit * 1.1:
-            warnings.append(
-                f"power {power:.0f} W reads above the card's limit {g.power_limit:.0f} W"
-            )
+        warnings = _beyond_limits(g, latest)
         return GpuSnapshot(
             index=g.index,
             name=g.name,
@@ -315,4 +414,25 @@ class GpuSampler:
             errors=dict(g.errors),
             history={k: hist[:, i].copy() for i, k in enumerate(METRICS)},
             warnings=warnings,
+            gpm=dict(g.gpm_values),
+            temp_slowdown_c=g.temp_slowdown,
         )
+
+
+def _beyond_limits(g: _Gpu, latest: dict[str, float | None]) -> list[str]:
+    """Readings outside the card's own limits, in words. Brief power overshoot of a few
+    percent is normal (the limit is enforced on an average), so power gets 10 % slack."""
+    out = []
+    power, temp = latest.get("power_w"), latest.get("temp_c")
+    sm, used, util = latest.get("sm_mhz"), latest.get("mem_used_mib"), latest.get("util_pct")
+    if power is not None and g.power_limit and power > g.power_limit * 1.1:
+        out.append(f"power {power:.0f} W reads above the card's limit {g.power_limit:.0f} W")
+    if temp is not None and g.temp_slowdown and temp >= g.temp_slowdown:
+        out.append(f"{temp:.0f} °C: at the card's slowdown temperature ({g.temp_slowdown:.0f} °C)")
+    if sm is not None and g.max_sm_mhz and sm > g.max_sm_mhz * 1.05:
+        out.append(f"SM clock {sm:.0f} MHz reads above the card's maximum {g.max_sm_mhz:.0f} MHz")
+    if used is not None and g.mem_total and used > g.mem_total:
+        out.append(f"memory used {used:.0f} MiB reads above the total {g.mem_total:.0f} MiB")
+    if util is not None and not 0 <= util <= 100:
+        out.append(f"utilization reads {util:.0f} %")
+    return out
