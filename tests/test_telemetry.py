@@ -199,7 +199,7 @@ async def test_a_down_server_is_a_reason() -> None:
         stats = await scraper.poll()
     finally:
         await scraper.aclose()
-    assert stats["gone"].error and stats["gone"].error.startswith("unreachable")
+    assert stats["gone"].error == "unreachable: connection refused"
 
 
 def test_trace_points_are_small_and_batched(fake: FakeNvml) -> None:
@@ -226,3 +226,137 @@ def test_trace_writer_fills_a_session_during_a_headless_run(fake: FakeNvml, tmp_
     assert len(trace) >= 4 and writer.error is None
     assert trace[-1]["gpus"][1]["power_w"] is None  # the L4's power is Not Supported
     assert trace[-1]["gpus"][0]["procs"] == {"other": 1024.0} and "host" in trace[-1]
+
+
+def test_readings_beyond_the_cards_own_limits_are_flagged() -> None:
+    gpu = FakeGpu(power_mw=900_000, temp=93, sm_mhz=2600, used_mib=90_000)
+    nv.set_nvml(FakeNvml([gpu, FakeGpu()]))
+    try:
+        s = GpuSampler()
+        s.sample_once()
+        odd, fine = s.snapshot().gpus
+    finally:
+        nv.set_nvml(None)
+    words = " | ".join(odd.warnings)
+    assert "power 900 W reads above the card's limit 700 W" in words
+    assert "93 °C: at the card's slowdown temperature (90 °C)" in words
+    assert "SM clock 2600 MHz reads above the card's maximum 1980 MHz" in words
+    assert "memory used 90000 MiB reads above the total 81559 MiB" in words
+    assert odd.latest["power_w"] == 900  # shown as read, only flagged
+    assert fine.warnings == [] and fine.temp_slowdown_c == 90
+
+
+def test_gpm_activity_on_the_slow_path_and_quiet_without_it() -> None:
+    hopper = FakeGpu(gpm={"sm_active": 42.5, "tensor_active": 30.0, "dram_bw": 12.0})
+    fake = FakeNvml([hopper, FakeGpu(name="NVIDIA L4")])
+    nv.set_nvml(fake)
+    try:
+        s = GpuSampler()
+        s.sample_once()
+        s.slow_once()  # first GPM sample: nothing to compare with yet
+        assert s.snapshot().gpus[0].gpm == {}
+        s.slow_once()  # within the second: not sampled again
+        import quantlab.telemetry.sampler as sampler_mod
+
+        s._gpus[0].gpm.last -= sampler_mod.GPM_EVERY_S  # type: ignore[union-attr]
+        s.slow_once()
+        s.sample_once()
+        g0, g1 = s.snapshot().gpus
+        assert g0.gpm == {"sm_active": 42.5, "tensor_active": 30.0, "dram_bw": 12.0}
+        assert g0.latest["sm_active_pct"] == 42.5
+        assert g1.gpm == {} and g1.latest["sm_active_pct"] is None and not g1.errors
+        fake.gpus[0].lost = True  # GPM failing takes the GPU's GPM away, nothing else
+        s._gpus[0].gpm.last -= sampler_mod.GPM_EVERY_S  # type: ignore[union-attr]
+        s.slow_once()
+        assert s.snapshot().gpus[0].lost and s.snapshot().gpus[0].gpm == {}
+        s.stop()
+        assert fake.gpm_freed == 2
+    finally:
+        nv.set_nvml(None)
+
+
+@pytest.mark.parametrize("version", ["v0.6", "v0.10", "v0.12"])
+def test_realistic_vllm_pages_old_and_new_names(version: str) -> None:
+    from vllm_metrics_page import vllm_metrics_page
+
+    tr = StatsTracker("awq")
+    page = vllm_metrics_page(version, running=5, waiting=2, kv_usage=0.375, preemptions=4)
+    first = tr.update(parse_metrics(page), 10.0)
+    assert first.error is None and first.kv_pct == 37.5
+    assert (first.running, first.waiting, first.preemptions) == (5, 2, 4)
+    later = vllm_metrics_page(version, prompt_tokens=12_000 + 2_000, generation_tokens=48_000 + 500)
+    second = tr.update(parse_metrics(later), 12.0)
+    assert second.prompt_tps == 1_000 and second.gen_tps == 250
+
+
+def test_only_wanted_lines_reach_the_parser_and_agree_with_a_full_parse() -> None:
+    from vllm_metrics_page import vllm_metrics_page
+
+    page = vllm_metrics_page("v0.10")
+    kept = [ln for ln in parse_metrics.__globals__["wanted_lines"](page).splitlines() if ln]
+    assert 5 <= len(kept) <= 12 and not any("_bucket" in ln for ln in kept)
+    full = parse_metrics(page, everything=True)
+    assert {k: full[k] for k in parse_metrics(page)} == parse_metrics(page)
+
+
+def test_kv_usage_of_several_engines_is_averaged_and_counts_summed() -> None:
+    page = "\n".join(
+        [
+            'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.2',
+            'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.6',
+            'vllm:num_requests_running{engine="0",model_name="m"} 3.0',
+            'vllm:num_requests_running{engine="1",model_name="m"} 4.0',
+        ]
+    )
+    s = StatsTracker("dp").update(parse_metrics(page), 1.0)
+    assert s.kv_pct == pytest.approx(40.0) and s.running == 7
+
+
+async def test_scraping_the_vllm_standin_gives_rates_from_its_counters() -> None:
+    from standin import Reply, StandIn
+
+    with StandIn(Reply(tokens=["a"] * 40)) as server:
+        scraper = ServerStatsScraper([Endpoint("awq", server.url)])
+        try:
+            first = (await scraper.poll())["awq"]
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            async with httpx.AsyncClient(trust_env=False) as http:
+                await http.post(server.url + "/v1/chat/completions", json=body)
+            second = (await scraper.poll())["awq"]
+        finally:
+            await scraper.aclose()
+    assert first.error is None and first.running == 0 and first.gen_tps is None
+    assert second.gen_tps is not None and second.gen_tps > 0
+
+
+async def test_llamacpp_with_metrics_off_says_so() -> None:
+    """The status and body a real llama.cpp server (xllamacpp, ``endpoint_metrics`` off)
+    answered here, replayed."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = (
+        b'{"error":{"code":501,"message":"This server does not support metrics endpoint. '
+        b'Start it with `--metrics`","type":"not_supported_error"}}'
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(501)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    scraper = ServerStatsScraper([Endpoint("q4", f"http://127.0.0.1:{httpd.server_port}/v1")])
+    try:
+        stats = await scraper.poll()
+    finally:
+        await scraper.aclose()
+        httpd.shutdown()
+    assert stats["q4"].error == "metrics disabled on this server"

@@ -8,6 +8,11 @@ is simply unknown, never an error: vLLM ``vllm:kv_cache_usage_perc`` (older
 between scrapes, ``vllm:num_preemptions_total``; llama.cpp ``llamacpp:requests_processing``
 / ``requests_deferred`` / ``prompt_tokens_total`` / ``tokens_predicted_total``
 (``--metrics`` / ``endpoint_metrics`` must be on, else the stats say so).
+
+Cost: a realistic vLLM page is ~50 KB, ~430 samples, most of them histogram buckets, and
+the maintained parser takes milliseconds over all of it (``benchmarks/metrics_parse_cost.py``).
+So only the sample lines of the names wanted here go to the parser (a ``startswith`` filter,
+C speed), and the parse runs off the event loop.
 """
 
 from __future__ import annotations
@@ -28,18 +33,36 @@ WAITING = ("vllm:num_requests_waiting", "llamacpp:requests_deferred")
 PROMPT_TOKENS = ("vllm:prompt_tokens_total", "llamacpp:prompt_tokens_total")
 GEN_TOKENS = ("vllm:generation_tokens_total", "llamacpp:tokens_predicted_total")
 PREEMPTIONS = ("vllm:num_preemptions_total", "vllm:num_preemptions")
+WANTED = (*KV, *RUNNING, *WAITING, *PROMPT_TOKENS, *GEN_TOKENS, *PREEMPTIONS)
+#: Sample lines of these names (with labels or without) are all that is parsed.
+_LINE_PREFIXES = tuple(p for n in WANTED for p in (n + "{", n + " "))
+#: Gauges that are ratios: averaged over label sets (data-parallel engines), not summed.
+_RATIOS = frozenset(KV)
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Sample name -> value summed over label sets (e.g. several ``model_name``s).
-    ``_created`` timestamps and histogram buckets are left out."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+def wanted_lines(text: str) -> str:
+    """The sample lines of the wanted metric names, nothing else (no comments, no buckets)."""
+    return "\n".join(ln for ln in text.splitlines() if ln.startswith(_LINE_PREFIXES)) + "\n"
+
+
+def parse_metrics(text: str, *, everything: bool = False) -> dict[str, float]:
+    """Sample name -> value over label sets (e.g. several ``model_name``s or engines):
+    counts summed, ratios averaged. Only the wanted names unless ``everything``; then
+    ``_created`` timestamps and histogram buckets are still left out."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(text if everything else wanted_lines(text)):
         for s in family.samples:
             if s.name.endswith(("_created", "_bucket")):
                 continue
-            out[s.name] = out.get(s.name, 0.0) + float(s.value)
-    return out
+            sums[s.name] = sums.get(s.name, 0.0) + float(s.value)
+            counts[s.name] = counts.get(s.name, 0) + 1
+    return {n: (v / counts[n] if n in _RATIOS else v) for n, v in sums.items()}
+
+
+def has_server_metrics(text: str) -> bool:
+    """Whether a page is a vLLM or llama.cpp one at all (else: some other exporter)."""
+    return "vllm:" in text or "llamacpp:" in text
 
 
 def _first(values: dict[str, float], names: Sequence[str]) -> float | None:
@@ -47,6 +70,24 @@ def _first(values: dict[str, float], names: Sequence[str]) -> float | None:
         if n in values:
             return values[n]
     return None
+
+
+def _why(exc: BaseException) -> str:
+    """A person's words for a failed scrape."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "unreachable: timed out"
+    chain, e = [], exc  # the OS error sits a few causes down (anyio: "All connection…")
+    while e is not None and len(chain) < 6:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(c, ConnectionRefusedError) for c in chain):
+        return "unreachable: connection refused"
+    text = " ".join(str(c) for c in chain).lower()
+    if "refused" in text:
+        return "unreachable: connection refused"
+    if "name or service" in text or "nodename" in text or "resolution" in text:
+        return "unreachable: unknown host"
+    return f"unreachable: {type(exc).__name__}"
 
 
 @dataclass(slots=True)
@@ -71,7 +112,9 @@ class StatsTracker:
         self.lane = lane
         self._prev: tuple[float, float | None, float | None] | None = None
 
-    def update(self, values: dict[str, float], t: float) -> ServerStats:
+    def update(self, values: dict[str, float], t: float, *, is_server: bool = True) -> ServerStats:
+        """``values`` from :func:`parse_metrics`; ``is_server`` False when the page has no
+        vLLM/llama.cpp metrics at all (another exporter on that port)."""
         kv = _first(values, KV)
         prompt = _first(values, PROMPT_TOKENS)
         gen = _first(values, GEN_TOKENS)
@@ -92,7 +135,7 @@ class StatsTracker:
                 if gen is not None and g0 is not None and gen >= g0:
                     stats.gen_tps = (gen - g0) / dt
         self._prev = (t, prompt, gen)
-        if not any(n.startswith(("vllm:", "llamacpp:")) for n in values):
+        if not is_server or not values:
             stats.error = "no vLLM or llama.cpp metrics on /metrics"
         return stats
 
@@ -113,18 +156,21 @@ class ServerStatsScraper:
         try:
             r = await self._http.get(url + "/metrics")
         except httpx.HTTPError as exc:
-            return ServerStats(lane=ep.name, error=f"unreachable: {type(exc).__name__}")
+            return ServerStats(lane=ep.name, error=_why(exc))
         except RuntimeError as exc:  # the client was closed under us (shutting down)
             return ServerStats(lane=ep.name, error=f"not scraped: {exc}")
         if r.status_code == 404:
-            return ServerStats(lane=ep.name, error="no /metrics (metrics disabled?)")
+            return ServerStats(lane=ep.name, error="no /metrics on this server")
+        if r.status_code == 501:  # llama.cpp started without --metrics
+            return ServerStats(lane=ep.name, error="metrics disabled on this server")
         if r.status_code >= 400:
             return ServerStats(lane=ep.name, error=f"/metrics answered HTTP {r.status_code}")
+        text, t = r.text, time.monotonic()
         try:
-            values = parse_metrics(r.text)
-        except ValueError as exc:
-            return ServerStats(lane=ep.name, error=f"unreadable /metrics: {exc}")
-        return self._trackers[ep.name].update(values, time.monotonic())
+            values = await asyncio.to_thread(parse_metrics, text)
+        except Exception as exc:  # whatever the parser makes of a broken page
+            return ServerStats(lane=ep.name, error=f"unreadable /metrics: {exc}"[:120])
+        return self._trackers[ep.name].update(values, t, is_server=has_server_metrics(text))
 
     async def poll(self) -> dict[str, ServerStats]:
         results = await asyncio.gather(*(self._one(ep) for ep in self.endpoints))
