@@ -265,35 +265,43 @@ async def test_reopened_session_shows_history_and_continues(
     assert [e.id for e in load_session(path).exchanges] == [first.id, second.id]
 
 
-async def test_chat_flags_findings_and_f3_annotates_into_the_session(
-    local_pair: list[Endpoint], tmp_path: Path
-) -> None:
+async def test_chat_flags_findings_and_f3_annotates_into_the_session(tmp_path: Path) -> None:
     """The detectors judge every chat answer (flags under the lane), and F3 opens the
-    annotation form for the last exchange; the annotation is in the session file at once."""
+    annotation form for the last exchange; the annotation is in the session file at once.
+
+    Scripted servers: the real Q4_0 lane's exact damage varies with its cache state, and
+    this test is about what the chat shows, not about the model."""
+    from standin import Reply, StandIn
+
     from tui.widgets.annotate import AnnotationForm
 
-    store = SessionStore.open(tmp_path / "s.json")
-    app = QuantlabApp(
-        endpoints=fresh(local_pair), params=SamplingParams(max_tokens=60), store=store
+    good = Reply(tokens=["The", " Pacific", " Ocean", "."])
+    loop = Reply(
+        tokens=["The", " Pacific", " is", " the", " Pacific,"] + [" the Pacific,"] * 40,
+        finish_reason="length",
     )
-    async with app.run_test(size=SIZE) as pilot:
-        chat = await ready(pilot, app)
-        await ask(pilot, chat, "What is the largest ocean on Earth?")
-        exchange = chat.exchanges[-1]
-        q4 = exchange.results["q4_0"]
-        assert q4.findings, "the Q4_0 answer (a loop to the cap) carries findings"
-        shown = chat.pane("q4_0").view.text()
-        flagged = [f for f in q4.findings if f.severity != "info"]
-        assert flagged and all(f"{f.detector} ({f.severity})" in shown for f in flagged)
+    store = SessionStore.open(tmp_path / "s.json")
+    with StandIn(good) as ref, StandIn(loop) as cand:
+        eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("awq", cand.url)]
+        app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=45), store=store)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await ready(pilot, app)
+            await ask(pilot, chat, "What is the largest ocean on Earth?")
+            exchange = chat.exchanges[-1]
+            flagged = [f for f in exchange.results["awq"].findings if f.severity != "info"]
+            assert {"repetition", "truncation"} <= {f.detector for f in flagged}
+            shown = chat.pane("awq").view.text()
+            assert all(f"{f.detector} ({f.severity})" in shown for f in flagged)
+            assert "repetition" not in chat.pane("bf16").view.text()
 
-        await pilot.press("f3")
-        await pilot.pause()
-        assert isinstance(app.screen, AnnotationForm)
-        await pilot.press("space")  # first tag: "repetition loop"
-        await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
-        on_disk = load_session(tmp_path / "s.json")  # read while the writer is still open
-        assert [(a.exchange_id, a.tags) for a in on_disk.annotations] == [
-            (exchange.id, ["repetition loop"])
-        ]
+            await pilot.press("f3")
+            await pilot.pause()
+            assert isinstance(app.screen, AnnotationForm)
+            await pilot.press("space")  # first tag: "repetition loop"
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.3)
+            on_disk = load_session(tmp_path / "s.json")  # read while the writer is still open
+            assert [(a.exchange_id, a.tags) for a in on_disk.annotations] == [
+                (exchange.id, ["repetition loop"])
+            ]
     store.close()
