@@ -41,19 +41,22 @@ class ProcessMapper:
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
         self.endpoints = list(endpoints)
         self._cache: dict[int, str] = {}
+        self._names: dict[int, str] = {}
 
     def _by_started_pid(self, pid: int) -> str | None:
-        for ep in self.endpoints:
-            if ep.pid is None:
-                continue
-            if pid == ep.pid:
-                return ep.name
-            try:
-                proc = psutil.Process(pid)
-                if any(p.pid == ep.pid for p in proc.parents()):
-                    return ep.name
-            except psutil.Error:
-                return None
+        """The nearest of ``pid`` and its ancestors that is a started server: a server's
+        engine child maps to that server, not to quantlab above both servers."""
+        started = {ep.pid: ep.name for ep in self.endpoints if ep.pid is not None}
+        if not started:
+            return None
+        if pid in started:
+            return started[pid]
+        try:
+            for parent in psutil.Process(pid).parents():
+                if parent.pid in started:
+                    return started[parent.pid]
+        except psutil.Error:
+            return None
         return None
 
     def _by_cmdline(self, pid: int) -> str | None:
@@ -80,3 +83,14 @@ class ProcessMapper:
         lane = self._by_started_pid(pid) or self._by_cmdline(pid) or "other"
         self._cache[pid] = lane
         return lane
+
+    def name_of(self, pid: int) -> str:
+        """A short name for the process table: vLLM's engine shows its title
+        (``VLLM::EngineCore``), else the executable; "?" for a pid this host cannot see
+        (a container's own pid namespace)."""
+        if pid not in self._names:
+            try:
+                self._names[pid] = psutil.Process(pid).name() or "?"
+            except psutil.Error:
+                self._names[pid] = "?"
+        return self._names[pid]
