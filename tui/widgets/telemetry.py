@@ -2,8 +2,13 @@
 
 The NVML sampler runs on its own thread (quantlab.telemetry.sampler); this pane only reads
 its snapshot on a timer (4 Hz by default) and scrapes each server's /metrics once a second
-in an async worker. Nothing here blocks the event loop. With a session store, a 1 Hz
-trace is written into the session in batches.
+in an async worker (parsing in a thread). Nothing here blocks the event loop. With a
+session store, a 1 Hz trace is written into the session in batches.
+
+Layout follows the room it gets: each GPU as a header and three metrics with history
+graphs one to three rows high, or one line per GPU when many GPUs share little height;
+then the GPU processes by lane, the servers, the host, and one line saying what the figures
+mean. Drawing itself is in ``telemetry_draw``.
 """
 
 from __future__ import annotations
@@ -11,13 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from rich.console import Console, Group
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -25,142 +27,35 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from quantlab.records import Endpoint
-from quantlab.telemetry.host import HostSampler, HostStats
+from quantlab.telemetry.host import HostSampler
 from quantlab.telemetry.processes import ProcessMapper
-from quantlab.telemetry.sampler import GpuSampler, GpuSnapshot, TelemetrySnapshot
+from quantlab.telemetry.sampler import GpuSampler, TelemetrySnapshot
 from quantlab.telemetry.server_stats import ServerStats, ServerStatsScraper
 from quantlab.telemetry.trace import TraceRecorder, trace_point
+from tui.widgets.telemetry_draw import (
+    gpu_block,
+    gpu_line,
+    host_line,
+    notes,
+    process_lines,
+    server_lines,
+)
 
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: np.ndarray, width: int, top: float | None = None) -> str:
-    """The last ``width`` samples as block characters (gaps for unknown samples)."""
-    v = values[-width:] if len(values) else values
-    if not len(v):
-        return ""
-    hi = top if top else (np.nanmax(v) if not np.all(np.isnan(v)) else 0.0)
-    out = []
-    for x in v:
-        if math.isnan(x) or hi <= 0:
-            out.append(" ")
-        else:
-            out.append(SPARK[min(len(SPARK) - 1, max(0, int(x / hi * (len(SPARK) - 1) + 0.5)))])
-    return "".join(out)
+#: Seconds of generation tokens/s kept per server for its sparkline.
+SERVER_HISTORY = 60
 
 
-def bar(frac: float | None, width: int) -> Text:
-    """A filled bar; colour by level (green, yellow, red)."""
-    if frac is None:
-        return Text("·" * width, style="dim")
-    frac = max(0.0, min(1.0, frac))
-    full = round(frac * width)
-    style = "green" if frac < 0.7 else ("yellow" if frac < 0.9 else "red")
-    return Text("█" * full, style=style) + Text("░" * (width - full), style="dim")
+def gpu_rows_per_gpu(graph_rows: int) -> int:
+    """Lines one GPU takes in the block layout: a header and three metrics."""
+    return 1 + 3 * graph_rows
 
 
-def _fmt(v: float | None, unit: str = "", nd: int = 0) -> str:
-    return "n/a" if v is None else f"{v:,.{nd}f}{unit}"
-
-
-def gpu_panel(g: GpuSnapshot, lanes_of: dict[int, str], width: int) -> Group:
-    """One GPU: name, bars with history for utilization / memory / power, clocks,
-    temperature, throttle reasons in words, and its processes by lane."""
-    title = Text.assemble((f"GPU {g.index}  ", "bold"), (g.name, "bold cyan"))
-    if g.lost:
-        return Group(title, Text("  " + g.errors.get("device", "lost"), style="bold red"))
-    t = Table.grid(padding=(0, 1))
-    t.add_column(width=6, style="bold")
-    t.add_column(width=12)
-    t.add_column(width=31, no_wrap=True)
-    t.add_column(ratio=1, no_wrap=True, style="cyan")
-    spark_w = max(8, width - 56)
-    L, err = g.latest, g.errors
-    util = L.get("util_pct")
-    t.add_row(
-        "util",
-        bar(None if util is None else util / 100, 12),
-        _fmt(util, " %") if util is not None else err.get("util_pct", "n/a"),
-        sparkline(g.history["util_pct"], spark_w, 100),
-    )
-    used, total = L.get("mem_used_mib"), g.mem_total_mib
-    mem_txt = err.get("mem_used_mib", "n/a")
-    if used is not None and total:
-        mem_txt = f"{used / 1024:,.1f}/{total / 1024:,.0f} GiB"
-    t.add_row(
-        "mem",
-        bar(used / total if used is not None and total else None, 12),
-        mem_txt,
-        sparkline(g.history["mem_used_mib"], spark_w, total),
-    )
-    power, limit = L.get("power_w"), g.power_limit_w
-    pw_txt = err.get("power_w", "n/a")
-    if power is not None:
-        pw_txt = f"{power:,.0f}/{limit:,.0f} W" if limit else f"{power:,.0f} W"
-    t.add_row(
-        "power",
-        bar(power / limit if power is not None and limit else None, 12),
-        pw_txt,
-        sparkline(g.history["power_w"], spark_w, limit),
-    )
-    temp = L.get("temp_c")
-    temp_txt = f"{temp:.0f} °C" if temp is not None else err.get("temp_c", "n/a")
-    clocks = (
-        f"SM {_fmt(L.get('sm_mhz'))} · mem {_fmt(L.get('mem_mhz'))} MHz"
-        if L.get("sm_mhz") is not None
-        else f"clocks {err.get('sm_mhz', 'n/a')}"
-    )
-    t.add_row("temp", temp_txt, clocks, "")
-    lines: list[Any] = [title, t]
-    throttle = ", ".join(g.throttle) if g.throttle else "none"
-    extra = f"  clock limits: {throttle}"
-    if g.mem_reserved_mib:
-        extra += f" · +{g.mem_reserved_mib:,.0f} MiB driver-reserved (memory {g.mem_source})"
-    lines.append(Text(extra, style="dim"))
-    lines += [Text(f"  ⚠ {w}", style="yellow") for w in g.warnings]
-    if g.processes:
-        procs = Table(box=None, padding=(0, 1), header_style="bold dim", show_edge=False)
-        for col in ("  pid", "lane", "GPU memory"):
-            procs.add_column(col, justify="right" if col == "GPU memory" else "left")
-        for p in sorted(g.processes, key=lambda p: -(p.gpu_mem_mib or 0)):
-            mem = "n/a" if p.gpu_mem_mib is None else f"{p.gpu_mem_mib:,.0f} MiB"
-            procs.add_row(f"  {p.pid}", Text(lanes_of.get(p.pid, "other"), style="bold"), mem)
-        lines.append(procs)
-    return Group(*lines)
-
-
-def servers_table(stats: dict[str, ServerStats], endpoints: Sequence[Endpoint]) -> Table:
-    t = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
-    for col in ("server", "KV cache", "running", "waiting", "prompt tok/s", "gen tok/s", "preempt"):
-        t.add_column(col, justify="left" if col == "server" else "right")
-    for ep in endpoints:
-        s = stats.get(ep.name)
-        if s is None:
-            t.add_row(ep.name, Text("scraping…", style="dim"), "", "", "", "", "")
-        elif s.error:
-            t.add_row(ep.name, Text(s.error, style="yellow"), "", "", "", "", "")
-        else:
-            t.add_row(
-                Text(ep.name, style="bold"),
-                _fmt(s.kv_pct, " %", 1),
-                _fmt(s.running),
-                _fmt(s.waiting),
-                _fmt(s.prompt_tps, "", 0),
-                _fmt(s.gen_tps, "", 0),
-                _fmt(s.preemptions),
-            )
-    return t
-
-
-def host_line(h: HostStats) -> Text:
-    txt = Text.assemble(
-        ("host ", "bold"),
-        f"CPU {h.cpu_pct:.0f} % of {h.cores} cores · RAM {h.ram_used_gib:.1f}/"
-        f"{h.ram_total_gib:.0f} GiB",
-    )
-    for lane, (cpu, rss) in h.servers.items():
-        txt.append(f" · {lane} server CPU {cpu:.0f} % RSS {rss:,.0f} MiB", style="dim")
-    return txt
+def choose_graph_rows(height: int, gpus: int, other_lines: int) -> int:
+    """Graph height that lets everything fit (4 to 1 rows), or 0: one line per GPU."""
+    for rows in (4, 3, 2, 1):
+        if gpus * gpu_rows_per_gpu(rows) + other_lines <= height:
+            return rows
+    return 1 if gpus <= 2 else 0
 
 
 class TelemetryPane(VerticalScroll):
@@ -170,7 +65,8 @@ class TelemetryPane(VerticalScroll):
     DEFAULT_CSS = """
     TelemetryPane { height: 1fr; padding: 0 1; background: $surface; }
     TelemetryPane > .tele-section { margin: 0 0 1 0; }
-    TelemetryPane > #tele-note { color: $text-muted; }
+    TelemetryPane > .-empty { display: none; }
+    TelemetryPane > #tele-host { text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(
@@ -194,17 +90,16 @@ class TelemetryPane(VerticalScroll):
         self.stats: dict[str, ServerStats] = {}
         self.trace = TraceRecorder(every_s=1.0, batch=10)
         self.last: TelemetrySnapshot | None = None
+        self.gen_history: dict[str, list[float | None]] = {e.name: [] for e in self.endpoints}
         self._shown: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="tele-gpus", classes="tele-section")
+        yield Static(id="tele-procs", classes="tele-section -empty")
         if self.endpoints:
             yield Static(id="tele-servers", classes="tele-section")
         yield Static(id="tele-host", classes="tele-section")
-        yield Static(
-            "GPU utilization is the share of time any kernel ran, not how full the SMs are.",
-            id="tele-note",
-        )
+        yield Static(id="tele-note")
 
     def on_mount(self) -> None:
         if self._own_sampler:
@@ -233,6 +128,10 @@ class TelemetryPane(VerticalScroll):
                 self.stats = dict(await self.scraper.poll())
             except Exception:
                 return
+            for name, hist in self.gen_history.items():
+                s = self.stats.get(name)
+                hist.append(None if s is None or s.error else s.gen_tps)
+                del hist[:-SERVER_HISTORY]
             await asyncio.sleep(1.0)
 
     def _lanes_of(self, snap: TelemetrySnapshot) -> dict[int, str]:
@@ -242,18 +141,32 @@ class TelemetryPane(VerticalScroll):
         snap = self.sampler.snapshot()
         self.last = snap
         lanes_of = self._lanes_of(snap)
-        width = max(40, self.size.width - 2)
+        names_of = {p: self.mapper.name_of(p) for p in lanes_of}
+        region = self.scrollable_content_region
+        width = max(40, region.width - 1)
+        procs = process_lines(snap, lanes_of, names_of)
+        servers = (
+            server_lines(self.stats, self.endpoints, self.gen_history, width)
+            if self.endpoints
+            else []
+        )
+        # Lines besides the GPUs: each section, its blank line after, host, notes (2).
+        other = (len(procs) + 1 if procs else 0) + (len(servers) + 1 if servers else 0) + 4
         if snap.unavailable:
             self._show("tele-gpus", Text(snap.unavailable, style="yellow"))
         else:
-            grid = Table.grid()
+            rows = choose_graph_rows(region.height, len(snap.gpus), other)
+            lines: list[Text] = []
             for g in snap.gpus:
-                grid.add_row(gpu_panel(g, lanes_of, width))
-            self._show("tele-gpus", grid)
-        if self.endpoints:
-            self._show("tele-servers", servers_table(self.stats, self.endpoints))
+                lines += gpu_block(g, width, rows) if rows else [gpu_line(g, width)]
+            self._show("tele-gpus", Group(*lines))
+        self.query_one("#tele-procs").set_class(not procs, "-empty")
+        self._show("tele-procs", Group(*procs))
+        if servers:
+            self._show("tele-servers", Group(*servers))
         host = self.host.sample()
-        self._show("tele-host", host_line(host))
+        self._show("tele-host", host_line(host, width))
+        self._show("tele-note", notes(snap, 1 / self.sampler.period))
         batch = self.trace.offer(lambda: trace_point(snap, self.stats, host, lanes_of))
         if batch:
             self._write_trace(batch)
