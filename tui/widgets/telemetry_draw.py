@@ -327,7 +327,7 @@ def server_lines(
     head.append(f"{'server':<{name_w}}{'KV cache':<17}{'run':>5}{'wait':>6}")
     head.append(f"{'prompt t/s':>12}{'gen t/s':>10}{'preempt':>9}  ")
     spark_w = max(0, min(60, width - head.cell_len))
-    if spark_w >= 8:
+    if spark_w >= 16:
         head.append("gen, last minute", style="dim")
     out = [head]
     for ep in endpoints:
@@ -349,7 +349,7 @@ def server_lines(
             t.append(n(s.running, 5) + n(s.waiting, 6) + n(s.prompt_tps, 12) + n(s.gen_tps, 10))
             t.append(n(s.preemptions, 9) + "  ")
             hist = gen_history.get(ep.name, [])
-            if spark_w >= 8 and hist:
+            if spark_w >= 16 and hist:
                 t.append_text(sparkline(hist[-spark_w:], "green"))
         out.append(t)
     return out
