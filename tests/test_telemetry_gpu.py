@@ -52,12 +52,16 @@ def test_utilization_rises_and_memory_is_attributed() -> None:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         mapper = ProcessMapper([Endpoint("load", "http://127.0.0.1:1", pid=proc.pid)])
         busy: list[float] = []
+        sm_active: list[float] = []
         seen_mib = None
         for _ in range(40):
             sampler.sample_once()
+            sampler.slow_once()  # GPM (Hopper+) once a second
             g = sampler.snapshot().gpus[0]
             if g.latest["util_pct"] is not None:
                 busy.append(g.latest["util_pct"])
+            if "sm_active" in g.gpm:
+                sm_active.append(g.gpm["sm_active"])
             for p in g.processes:
                 if p.pid == proc.pid:
                     seen_mib = p.gpu_mem_mib
@@ -65,8 +69,12 @@ def test_utilization_rises_and_memory_is_attributed() -> None:
             time.sleep(0.1)
         print(f"idle util {idle} %, under load max {max(busy)} %, process {seen_mib} MiB")
         print(f"power {g.latest['power_w']} W, SM {g.latest['sm_mhz']} MHz, {g.throttle}")
+        print(f"GPM: {'SM active ' + str(sm_active) if sm_active else 'not available'} {g.gpm}")
+        print(f"warnings: {g.warnings}, errors: {g.errors}")
         assert max(busy) >= 80, busy
         assert seen_mib is not None and seen_mib > 256
+        if sm_active:  # where the card has GPM, a matmul loop keeps most SMs busy
+            assert max(sm_active) >= 50, sm_active
     finally:
         proc.kill()
         proc.wait()
