@@ -360,3 +360,16 @@ async def test_llamacpp_with_metrics_off_says_so() -> None:
         await scraper.aclose()
         httpd.shutdown()
     assert stats["q4"].error == "metrics disabled on this server"
+
+
+def test_gpm_values_that_are_not_numbers_are_left_out() -> None:
+    """An idle H100 answered NaN for DRAM bandwidth: it must not reach the screen or JSON."""
+    nv.set_nvml(FakeNvml([FakeGpu(gpm={"sm_active": 0.0, "dram_bw": float("nan")})]))
+    try:
+        s = GpuSampler()
+        s.slow_once()
+        s._gpus[0].gpm.last = 0.0  # type: ignore[union-attr]
+        s.slow_once()
+        assert s.snapshot().gpus[0].gpm == {"sm_active": 0.0}
+    finally:
+        nv.set_nvml(None)

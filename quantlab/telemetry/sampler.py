@@ -17,6 +17,7 @@ their maximum, memory above the total) are flagged: some cards report nonsense.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -320,8 +321,9 @@ class GpuSampler:
                 m.nvmlGpmMetricsGet(req)
                 values = {}
                 for i, (key, _) in enumerate(g.WANT):
-                    if req.metrics[i].nvmlReturn == 0:
-                        values[key] = float(req.metrics[i].value)
+                    value = float(req.metrics[i].value)
+                    if req.metrics[i].nvmlReturn == 0 and math.isfinite(value):
+                        values[key] = value  # (an idle H100 gave NaN DRAM bandwidth)
                 gpu.gpm_values = values
         except Exception as exc:
             if nv.is_lost(exc):

@@ -29,6 +29,7 @@ VALUE_W = 14
 LEFT_W = LABEL_W + 1 + BAR_W + 1 + VALUE_W + 1
 #: Colours of the three history graphs (and their bars).
 UTIL_STYLE, MEM_STYLE, POWER_STYLE = "green", "dodger_blue2", "dark_orange"
+KV_STYLE = "orchid"
 
 
 def binned(values: np.ndarray, columns: int, span: int = HISTORY) -> np.ndarray:
@@ -202,17 +203,18 @@ def _summary_cell(m: _Metric, row: int, rows: int) -> str:
     text = ""
     if len(h):
         peak, mean = float(h.max()), float(h.mean())
-        fmt = {
-            "util": lambda v: f"{v:.0f} %",
-            "mem": lambda v: f"{v / 1024:,.1f} GiB",
-            "power": lambda v: f"{v:,.0f} W",
+        num = {
+            "util": lambda v: f"{v:.0f}",
+            "mem": lambda v: f"{v / 1024:,.1f}",
+            "power": lambda v: f"{v:,.0f}",
         }[m.label]
+        unit = {"util": " %", "mem": " GiB", "power": " W"}[m.label]
         if rows == 2:
-            text = f"peak {fmt(peak)} · avg {fmt(mean)}"
+            text = f"peak {num(peak)} · avg {num(mean)}{unit}"
         elif row == rows - 3:
-            text = f"peak {fmt(peak)}"
+            text = f"peak {num(peak)}{unit}"
         elif row == rows - 2:
-            text = f"avg  {fmt(mean)}"
+            text = f"avg  {num(mean)}{unit}"
     cell = " " * (LABEL_W + 1) + text
     return f"{cell[: LEFT_W - 1]:<{LEFT_W}}"
 
@@ -340,7 +342,7 @@ def server_lines(
             t.append(s.error, style="yellow")
         else:
             kv = s.kv_pct
-            t.append_text(bar(None if kv is None else kv / 100, 8, "magenta"))
+            t.append_text(bar(None if kv is None else kv / 100, 8, KV_STYLE))
             t.append(f" {'n/a' if kv is None else f'{kv:.1f} %':<8}")
 
             def n(v: float | None, w: int) -> str:
