@@ -273,6 +273,8 @@ def gpu_line(g: GpuSnapshot, width: int) -> Text:
             t.append(" ")
     if limits:
         t.append(limits, style="yellow")
+    if g.warnings:
+        t.append(f" ⚠ {g.warnings[0]}", style="yellow")
     return t
 
 
