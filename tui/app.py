@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from quantlab.records import Endpoint, Exchange, SamplingParams
-from tui.theme import ThemeSet, load_app_themes
+from tui.theme import ThemeSet, apply_themes
 from tui.widgets.annotate import open_annotation_form
 from tui.widgets.app_bar import AppBar
 from tui.widgets.chat_view import ChatView
@@ -102,10 +102,7 @@ class QuantlabApp(App[int]):
         self.layout_mode = "auto"  # "auto" | "side" | "stacked"
         self.freeze_gc = freeze_gc
         self.telemetry_hz = telemetry_hz
-        self._themes = themes or load_app_themes(None)
-        for theme in self._themes.themes:
-            self.register_theme(theme)
-        self.theme = self._themes.selected
+        self._themes = apply_themes(self, themes)
 
     # ------------------------------------------------------------------ layout
 

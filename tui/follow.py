@@ -13,7 +13,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer
 
-from tui.theme import ThemeSet, load_app_themes
+from tui.theme import ThemeSet, apply_themes
 from tui.widgets.app_bar import AppBar
 from tui.widgets.runner import RunnerPane
 
@@ -28,10 +28,7 @@ class FollowApp(App[int]):
     def __init__(self, path: str | Path, *, themes: ThemeSet | None = None) -> None:
         super().__init__()
         self.path = Path(path)
-        self._themes = themes or load_app_themes(None)
-        for theme in self._themes.themes:
-            self.register_theme(theme)
-        self.theme = self._themes.selected
+        self._themes = apply_themes(self, themes)
 
     def compose(self) -> ComposeResult:
         yield AppBar(id="app-bar")

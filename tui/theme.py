@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from textual.app import App
 from textual.color import Color, ColorParseError
 from textual.theme import BUILTIN_THEMES, Theme
 
@@ -84,3 +85,13 @@ def load_app_themes(wanted: str | None = None) -> ThemeSet:
                 f"no theme named {wanted!r}; using {DEFAULT_THEME!r} (known: {', '.join(known)})"
             )
     return ThemeSet(list(themes.values()), selected, problems)
+
+
+def apply_themes(app: App[object], themes: ThemeSet | None) -> ThemeSet:
+    """Register every loaded theme on ``app`` and select the chosen one (the default set
+    when ``themes`` is None). Every quantlab app starts this way."""
+    themes = themes or load_app_themes(None)
+    for theme in themes.themes:
+        app.register_theme(theme)
+    app.theme = themes.selected
+    return themes

@@ -15,7 +15,7 @@ from textual.widgets import Footer
 
 from quantlab.config import ConfigError, load_config, resolve_endpoints
 from quantlab.records import Endpoint
-from tui.theme import ThemeSet, load_app_themes
+from tui.theme import ThemeSet, apply_themes, load_app_themes
 from tui.widgets.app_bar import AppBar
 from tui.widgets.telemetry import TelemetryPane
 
@@ -31,10 +31,7 @@ class TopApp(App[int]):
         super().__init__()
         self.endpoints = endpoints
         self.hz = hz
-        self._themes = themes or load_app_themes(None)
-        for theme in self._themes.themes:
-            self.register_theme(theme)
-        self.theme = self._themes.selected
+        self._themes = apply_themes(self, themes)
 
     def compose(self) -> ComposeResult:
         yield AppBar(id="app-bar")
