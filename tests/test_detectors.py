@@ -152,16 +152,46 @@ def test_repetition_sees_a_loop_inside_one_token() -> None:
     assert '"1" ×' in f.evidence
 
 
-def test_repetition_warns_when_a_capped_answer_restarts_a_passage() -> None:
+def test_repetition_judges_a_capped_answer_that_restarts_a_passage_by_its_share() -> None:
     a = (
         "The total number of apples Tom has now is the sum of the apples he already had "
         "and the apples he bought at the market this morning. "
     )
     b = "The difference between the two is the same as the apples he already has. "
+    # A B A cut by max_tokens, the repeat covering most of the answer: a loop (fail).
     text = "To solve this we add. " + a + b + a + "The diff"
     f = run("repetition", text, finish_reason="length")
-    assert f is not None and f.severity == "warn"
+    assert f is not None and f.severity == "fail" and "repeats itself when cut" in f.evidence
     assert run("repetition", text, finish_reason="stop") is None
+    # The same restart after a long fluent answer covers less than half of it: warn.
+    preamble = (
+        "Apples are counted one by one, and every purchase adds to what Tom already owns. "
+        "Before buying, he checked the basket in the kitchen, counted what was left from "
+        "last week, and wrote the number down on a small card so he would not forget it. "
+        "At the market he compared prices, chose the ripest fruit and paid in cash. "
+        "On the way home he met a neighbour who grows pears, and they talked about the "
+        "weather, the harvest and the price of cider until the bus finally arrived. "
+    )
+    longer = preamble + a + b + a + "The diff"
+    f = run("repetition", longer, finish_reason="length")
+    assert f is not None and f.severity == "warn"
+
+
+def test_repetition_fails_a_capped_poem_said_again_and_again() -> None:
+    # Recorded from the Q4_0 lane (haiku about rain): the stanza and a remark, said again.
+    stanza = (
+        "In twilight's veil, a rainbow's light\nA rainbow's light, a rainbow's light\n"
+        "A rainbow's light, a rainbow's light\nA rainbow's light, a rainbow's light\n\n"
+    )
+    text = (
+        stanza
+        + "Here's a possible way to make this poem more impactful:\n\n"
+        + stanza
+        + "Here's a possible way to make it more impactful:\n\n"
+        + stanza[:90]
+    )
+    f = run("repetition", text, prompt="Write a haiku about rain.", finish_reason="length")
+    assert f is not None and f.severity == "fail"
 
 
 def test_repetition_is_info_when_the_prompt_asks_for_it() -> None:
@@ -340,6 +370,81 @@ def test_a_loop_repeating_the_right_answer_is_repetition_not_a_wrong_answer() ->
 def test_a_loop_without_the_answer_is_still_a_missing_answer() -> None:
     f = run("expected_answer", "12 * 11 = " * 5, case=case(expect="132"), finish_reason="length")
     assert f is not None and f.severity == "fail"
+
+
+# A capped answer (finish_reason "length") without an explicit final answer was still going:
+# its last number is the last number *so far*, and an earlier equal number is no answer.
+CHANGE_PROMPT = (
+    "Muffins cost 3 dollars each. Maria buys 4 muffins and pays with a 20-dollar bill. "
+    "How much change does she get, in dollars?"
+)
+
+
+def test_capped_answer_cut_while_giving_another_number_fails() -> None:
+    # Recorded from the Q4_0 lane: 8 is an intermediate product, the answer was going to 24…
+    text = (
+        "The total amount of money she earns is 4 * 4 = 24 dollars.\n\n"
+        "The cost of 4 muffins is 4 * 2 = 8 dollars.\n\n"
+        "The amount of money she earns by doing so is 24"
+    )
+    c = case(expect="8", prompt=CHANGE_PROMPT)
+    f = run("expected_answer", text, case=c, finish_reason="length")
+    assert f is not None and f.severity == "fail"
+    assert "capped at max_tokens before a final answer" in f.evidence
+    assert '"24"…' in f.evidence and "8 appears at char" in f.evidence
+    # The same words ending by themselves: "last number" is a heuristic there, so warn.
+    ended = run("expected_answer", text + ".", case=c, finish_reason="stop")
+    assert ended is not None and ended.severity == "warn"
+
+
+def test_capped_answer_whose_last_number_so_far_differs_fails() -> None:
+    text = "3 + 5 = 8 apples. Then we add 3 more, which gives 11 apples and then we"
+    f = run("expected_answer", text, case=case(expect="8"), finish_reason="length")
+    assert f is not None and f.severity == "fail"
+    assert "last number so far 11" in f.evidence and "8 appears at char 8" in f.evidence
+
+
+def test_capped_answer_cut_inside_what_may_be_the_answer_is_unverifiable() -> None:
+    f = run("expected_answer", "So the total is 4", case=case(expect="42"), finish_reason="length")
+    assert f is not None and f.severity == "warn" and "unverifiable" in f.evidence
+    words = run("expected_answer", "He has twenty", case=case(expect="21"), finish_reason="length")
+    assert words is not None and words.severity == "warn"
+
+
+def test_capped_answer_that_said_the_answer_last_or_marked_it_passes() -> None:
+    c = case(expect="8812")
+    said_last = "The secret number is 8812. It's a special number that has been used in"
+    assert run("expected_answer", said_last, case=c, finish_reason="length") is None
+    marked = "The answer is 8812. Let me explain why: 88 and 12 are"
+    assert run("expected_answer", marked, case=c, finish_reason="length") is None
+    wrong_mark = "The answer is 8821. Let me explain why: 88 and 12 are"
+    f = run("expected_answer", wrong_mark, case=c, finish_reason="length")
+    assert f is not None and f.severity == "fail" and "final answer 8821" in f.evidence
+
+
+@pytest.mark.parametrize(
+    ("text", "expect", "final"),
+    [
+        ("The answer is 20, which is 1 + 2 + 3 + ... + 20 = 20.", "210", "final answer 20 "),
+        ("It has 8 legs, which makes a total of 16 legs.", "8", "final answer 16 "),
+        ("The answer is 17 - 9 = 6.", "8", "final answer 6 "),
+    ],
+)
+def test_explicit_final_answer_markers(text: str, expect: str, final: str) -> None:
+    f = run("expected_answer", text, case=case(expect=expect))
+    assert f is not None and f.severity == "fail" and final in f.evidence
+
+
+def test_explicit_markers_do_not_misread_right_answers() -> None:
+    assert run("expected_answer", "The total of 18 and 11 is 29.", case=case(expect="29")) is None
+    assert run("expected_answer", "The answer is 17 - 9 = 8.", case=case(expect="8")) is None
+    assert run("expected_answer", "A spider has 8 legs in total.", case=case(expect="8")) is None
+
+
+def test_a_tiny_repeat_holding_the_expected_number_is_not_a_loop() -> None:
+    # "8 8" is two copies back to back, but no loop repetition would report: still judged.
+    f = run("expected_answer", "4 * 2 = 8 8 dollars, and 4 * 4 = 24.", case=case(expect="8"))
+    assert f is not None and f.severity == "warn"
 
 
 def test_expect_regex() -> None:

@@ -32,8 +32,17 @@ from __future__ import annotations
 
 import re
 
+from quantlab.detectors import repetition
 from quantlab.detectors.context import Context
-from quantlab.detectors.numbers import final_number, find_numbers, parse_number, same_number
+from quantlab.detectors.numbers import (
+    FinalAnswer,
+    Number,
+    cut_number,
+    final_number,
+    find_numbers,
+    parse_number,
+    same_number,
+)
 from quantlab.detectors.textnorm import contains, fold, snippet
 from quantlab.records import Finding, Severity
 
@@ -62,28 +71,78 @@ def _matches(value: float, expected: float, decimals: int) -> bool:
     return decimals > 0 and same_number(round(value, decimals), expected)
 
 
-def _check_number(ctx: Context, expected: float, expect: str) -> tuple[Severity, str] | None:
-    frac = re.search(r"\.(\d+)", expect)
-    decimals = len(frac.group(1)) if frac else 0
-    final = final_number(ctx.text, truncated=ctx.capped)
-    if final is not None and _matches(final.number.value, expected, decimals):
-        return None
-    loop = ctx.loop
-    if loop is not None and loop.repeats >= 2:
-        in_loop = [n for n in find_numbers(ctx.text) if loop.start <= n.start < loop.end]
-        if any(_matches(n.value, expected, decimals) for n in in_loop):
-            return None  # a loop repeating the right answer: repetition reports it
-    if final is None:
-        cut = " (the answer was capped at max_tokens)" if ctx.capped else ""
-        return "fail", f"no number in the answer, expected {expect}{cut}"
+def _appears(ctx: Context, expected: float, decimals: int) -> list[Number]:
+    """Where the expected number is in the answer, not counting echoes of prompt numbers."""
     prompt_values = [n.value for n in find_numbers(ctx.prompt or "")]
-    elsewhere = [
+    return [
         n
         for n in find_numbers(ctx.text)
         if _matches(n.value, expected, decimals)
         and not any(same_number(n.value, p) for p in prompt_values)
     ]
+
+
+def _could_become(cut: Number, expect: str) -> bool:
+    """Whether a number cut by max_tokens ("4", "2.7", "twenty") may be the start of the
+    expected one ("42", "2.72", "twenty-one"): then nothing can be said about it."""
+    if not cut.raw[:1].isdigit() and not cut.raw.startswith(("$", "-", "−")):
+        return True  # a number word: "twenty" may go on to "twenty-one"
+    digits = re.sub(r"[^\d.]", "", cut.raw)
+    wanted = re.sub(r"[^\d.]", "", expect)
+    return wanted.startswith(digits)
+
+
+def _check_capped(
+    ctx: Context, expected: float, expect: str, decimals: int, final: FinalAnswer | None
+) -> tuple[Severity, str] | None:
+    """A capped answer with no explicit final answer: the model was still going, so its
+    last number is only the last number *so far*, and an earlier number equal to the
+    expected one is no answer (it may be an intermediate step: "4 * 2 = 8 dollars").
+
+    * cut inside a number that may still become the expected one → warn (unverifiable);
+    * cut inside a number that cannot ("…is 24" when 8 is expected), or last number so far
+      different → fail: at the cut the answer was saying something else;
+    * last number so far equal to the expected one, nothing after it cut → pass ("The
+      secret number is 8812. It's a special number that…"): what the answer said last is
+      right, and truncation already says it was capped.
+    """
+    cap = "capped at max_tokens before a final answer"
+    earlier = _appears(ctx, expected, decimals)
+    seen = f"; {expect} appears at char {earlier[0].start}" if earlier else ""
+    cut = cut_number(ctx.text)
+    if cut is not None:
+        where = f"{snippet(cut.raw, 0)}… at char {cut.start}"
+        if _could_become(cut, expect):
+            return "warn", f"unverifiable: {cap}, cut inside a number ({where}), expected {expect}"
+        return "fail", f"{cap}; it was giving {where}, expected {expect}{seen}"
+    if final is None:
+        return "fail", f"no number in the answer, expected {expect} (the answer was capped)"
     got = final.number
+    so_far = f"last number so far {_fmt(got.value)} ({snippet(got.raw, 0)} at char {got.start})"
+    if _matches(got.value, expected, decimals):
+        return None  # it said the answer last; truncation already flags the cap
+    return "fail", f"{cap}; {so_far}, expected {expect}{seen}"
+
+
+def _check_number(ctx: Context, expected: float, expect: str) -> tuple[Severity, str] | None:
+    frac = re.search(r"\.(\d+)", expect)
+    decimals = len(frac.group(1)) if frac else 0
+    final = final_number(ctx.text, truncated=ctx.capped)
+    if final is not None and final.marked and _matches(final.number.value, expected, decimals):
+        return None
+    loop = ctx.loop
+    if loop is not None and loop.repeats >= 2 and repetition.reports_loop(ctx, loop):
+        in_loop = [n for n in find_numbers(ctx.text) if loop.start <= n.start < loop.end]
+        if any(_matches(n.value, expected, decimals) for n in in_loop):
+            return None  # a loop repeating the right answer: repetition reports it
+    if ctx.capped and (final is None or not final.marked):
+        return _check_capped(ctx, expected, expect, decimals, final)
+    if final is None:
+        return "fail", f"no number in the answer, expected {expect}"
+    got = final.number
+    if _matches(got.value, expected, decimals):
+        return None
+    elsewhere = _appears(ctx, expected, decimals)
     how = "final answer" if final.marked else "final number"
     evidence = (
         f"{how} {_fmt(got.value)} ({snippet(got.raw, 0)} at char {got.start}), expected {expect}"

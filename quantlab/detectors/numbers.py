@@ -62,11 +62,18 @@ _DIGITS = re.compile(
     re.IGNORECASE,
 )
 _MARKERS = re.compile(
-    r"\\boxed\{|####|\b(?:final answer|the answer|answer|result|total)\s*(?:is|:|=|equals)",
+    r"\\boxed\{|####|\b(?:final answer|the answer|answer|result|total)\s*(?:is|:|=|equals)"
+    r"|\b(?:a|the) total of\b",
     re.IGNORECASE,
 )
-# A marker's answer ends at a sentence end: a full stop not inside a number, or a newline.
-_SENTENCE_END = re.compile(r"\n|[.!?](?!\d)|\}")
+# A marker's answer ends at a sentence end: a full stop not inside a number nor part of an
+# ellipsis ("1 + 2 + ... + 20 = 210"), or a newline.
+_SENTENCE_END = re.compile(r"\n|(?<!\.)[!?](?!\d)|(?<!\.)\.(?![\d.])|\}")
+# A number standing right after its marker ("the answer is 20, which …") is the answer,
+# whatever follows it in the sentence, unless a calculation goes on from it ("the answer
+# is 3 + 5 = 8"). Not after "total of" ("the total of 18 and 11 is 29").
+_RIGHT_AFTER = re.compile(r"[\s:=*$(\[{]*\Z")
+_CALCULATION = re.compile(r"\s*(?:[-+*/×÷=^]|x\s*\d|times\b|plus\b|minus\b)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,15 @@ class FinalAnswer:
     marked: bool
 
 
+def cut_number(text: str) -> Number | None:
+    """The number touching the very end of ``text``, if any: in an answer cut at
+    max_tokens it may be incomplete ("4" of "42")."""
+    nums = find_numbers(text)
+    if nums and nums[-1].end >= len(text.rstrip()):
+        return nums[-1]
+    return None
+
+
 def final_number(text: str, *, truncated: bool = False) -> FinalAnswer | None:
     """The answer's final number: the last number after the last explicit answer marker
     when there is one, else the last number of the text (a lone "one" only when there is
@@ -173,7 +189,7 @@ def final_number(text: str, *, truncated: bool = False) -> FinalAnswer | None:
     ("…the answer is 4" of "42"), so it is not taken as the final answer.
     """
     nums = list(find_numbers(text))
-    if truncated and nums and nums[-1].end >= len(text.rstrip()):
+    if truncated and nums and cut_number(text) is not None:
         nums = nums[:-1]
     if not nums:
         return None
@@ -183,6 +199,14 @@ def final_number(text: str, *, truncated: bool = False) -> FinalAnswer | None:
         stop = end_m.start() if end_m else len(text)
         inside = [n for n in nums if marker.end() <= n.start < stop]
         if inside:
+            first = inside[0]
+            if (
+                not marker.group().lower().endswith("of")
+                and _RIGHT_AFTER.match(text, marker.end(), first.start)
+                and not _CALCULATION.match(text, first.end)
+                and not first.weak
+            ):
+                return FinalAnswer(first, True)
             return FinalAnswer(inside[-1], True)
     strong = [n for n in nums if not n.weak]
     return FinalAnswer((strong or nums)[-1], False)

@@ -18,7 +18,9 @@ Verdict, tuned on the local BF16/Q4_0 pair (tests/data/pair_outputs.jsonl):
   otherwise (a few identical lines of markup in an answer that ended by itself are
   suspicious, not damning);
 * warn when a capped answer ends in a partial repeat of a long passage (TAIL_MIN_REPEATS
-  copies, TAIL_MIN_CHARS repeated characters): "A B A" cut by max_tokens;
+  copies, TAIL_MIN_CHARS repeated characters): "A B A" cut by max_tokens; fail when that
+  repeat covers LOOP_FAIL_SHARE of the answer (a whole poem said again until the cap is a
+  loop however long its unit);
 * warn when there is no loop but the answer is repetitive overall: seq-rep-4 of at least
   SEQ_REP_WARN over SEQ_REP_MIN_NGRAMS 4-grams, or a compression ratio of at least
   COMPRESSION_WARN over COMPRESSION_MIN_BYTES bytes. Whisper's 2.4 is for short segments;
@@ -89,6 +91,12 @@ def _is_tail_repeat(ctx: Context, loop: Loop) -> bool:
     )
 
 
+def reports_loop(ctx: Context, loop: Loop) -> bool:
+    """Whether this detector calls ``loop`` a loop (or a capped answer's repeated tail):
+    other detectors leave such an answer to repetition."""
+    return _is_loop(loop) or _is_tail_repeat(ctx, loop)
+
+
 def _describe(ctx: Context, loop: Loop) -> str:
     where = "to the end" if _runs_to_end(ctx.text, loop) else f"to char {loop.end}"
     share = loop.chars / max(1, len(ctx.text))
@@ -121,8 +129,9 @@ def check(ctx: Context) -> Finding | None:
         severity = "fail" if fail else "warn"
         evidence = f"{_describe(ctx, loop)}; {stats}"
     elif loop is not None and _is_tail_repeat(ctx, loop):
-        score = max(loop.chars / len(text), rep4)
-        severity = "warn"
+        share = loop.chars / len(text)
+        score = max(share, rep4)
+        severity = "fail" if share >= LOOP_FAIL_SHARE else "warn"
         evidence = f"answer repeats itself when cut: {_describe(ctx, loop)}; {stats}"
     else:
         ngrams = len(keys) - 3
