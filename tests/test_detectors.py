@@ -194,6 +194,21 @@ def test_repetition_fails_a_capped_poem_said_again_and_again() -> None:
     assert f is not None and f.severity == "fail"
 
 
+def test_repetition_finds_the_loop_a_capped_answer_ran_into_behind_a_longer_repeat() -> None:
+    # Recorded from the Q4_0 lane: the longest repeat is an earlier near-repeat (×1.8), the
+    # loop that ran into max_tokens is the short one at the end.
+    text = (
+        "The Rainbow, one by one, with no other text, is a rainbow, one by one, with no other "
+        "text, one by one, with no other text, one by one, one by one, one by one, one by"
+    )
+    f = run("repetition", text, finish_reason="length")
+    assert f is not None and f.severity == "fail" and '"one by one, " ×3.8' in f.evidence
+    ended = run("repetition", text + " one.", finish_reason="stop")
+    assert ended is None or ended.severity == "warn"
+    # A capped fluent answer with no loop at its cut: nothing to find there.
+    assert run("repetition", FLUENT, finish_reason="length") is None
+
+
 def test_repetition_is_info_when_the_prompt_asks_for_it() -> None:
     text = "hello, " * 10
     asked = run("repetition", text, prompt="Repeat 'hello' ten times.", finish_reason="stop")

@@ -28,6 +28,8 @@ Verdict, tuned on the local BF16/Q4_0 pair (tests/data/pair_outputs.jsonl):
 * warn when a capped answer is mostly a run of bare numbers (NUMBER_RUN_MIN_REPEATS copies
   of a letterless unit with every number masked, NUMBER_RUN_MIN_SHARE of the answer):
   "1. 2. 3. … 51." where steps were asked for;
+* a capped answer is also searched, after its longest repeat, for a loop running into the
+  cut ("…, one by one, one by one, one by one, one by"): such a loop is judged as above;
 * a prompt that asks for repetition ("repeat", "N times", "count to") caps the verdict at
   info unless the answer ran into max_tokens.
 
@@ -37,10 +39,11 @@ Score: the share of the answer's characters inside the loop (or seq-rep-4, when 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from quantlab.detectors.context import Context
-from quantlab.detectors.loops import Loop, compression_ratio, find_number_run, seq_rep
-from quantlab.detectors.textnorm import snippet
+from quantlab.detectors.loops import Loop, compression_ratio, find_loop, find_number_run, seq_rep
+from quantlab.detectors.textnorm import snippet, tokenize
 from quantlab.records import Finding, Severity
 
 NAME = "repetition"
@@ -97,6 +100,21 @@ def reports_loop(ctx: Context, loop: Loop) -> bool:
     return _is_loop(loop) or _is_tail_repeat(ctx, loop)
 
 
+def _loop_at_the_cut(ctx: Context) -> Loop | None:
+    """In a capped answer, the loop it ran into at the cut when that is not the longest
+    repeat: "…with no other text, one by one, one by one, one by one, one by" hides behind
+    an earlier, longer near-repeat. Searched in the text after the longest repeat."""
+    main = ctx.loop
+    text = ctx.text
+    if not ctx.capped or (main is not None and _runs_to_end(text, main)):
+        return None
+    offset = main.end if main is not None else 0
+    found = find_loop(tokenize(text[offset:]))
+    if found is None or not _runs_to_end(text[offset:], found):
+        return None
+    return replace(found, start=found.start + offset, end=found.end + offset)
+
+
 def _describe(ctx: Context, loop: Loop) -> str:
     where = "to the end" if _runs_to_end(ctx.text, loop) else f"to char {loop.end}"
     share = loop.chars / max(1, len(ctx.text))
@@ -120,6 +138,9 @@ def check(ctx: Context) -> Finding | None:
     loop = ctx.loop
     severity: Severity | None = None
     score = rep4
+    at_cut = _loop_at_the_cut(ctx) if loop is None or not _is_loop(loop) else None
+    if at_cut is not None and _is_loop(at_cut):
+        loop = at_cut
     if loop is not None and _is_loop(loop):
         share = loop.chars / len(text)
         score = max(share, rep4)
