@@ -20,7 +20,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantlab import suite_results
 from quantlab.client import LaneClient
@@ -29,6 +29,9 @@ from quantlab.fanout import fanout
 from quantlab.longctx import GeneratorSpec, LongContextError, build_length
 from quantlab.records import Case, Endpoint, Exchange, LaneResult, SamplingParams, new_id
 from quantlab.suites import Suite
+
+if TYPE_CHECKING:
+    from quantlab.session import SessionStore
 
 #: Row statuses, in the order a row goes through them.
 STATUSES = ("queued", "running", "done", "failed", "skipped", "cancelled")
@@ -152,7 +155,7 @@ class Runner:
         endpoints: Sequence[Endpoint],
         suites: Sequence[Suite],
         *,
-        store: Any = None,
+        store: SessionStore | None = None,
         options: RunOptions | None = None,
         on_event: OnEvent | None = None,
     ) -> None:

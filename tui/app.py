@@ -15,7 +15,7 @@ import contextlib
 import gc
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -31,6 +31,9 @@ from tui.widgets.chat_view import ChatView
 from tui.widgets.runner import RunnerPane
 from tui.widgets.startup_panel import StartupPanel
 from tui.widgets.telemetry import TelemetryPane
+
+if TYPE_CHECKING:
+    from quantlab.session import SessionStore
 
 #: Below this many columns the lanes are stacked instead of side by side.
 NARROW_COLUMNS = 100
@@ -78,7 +81,7 @@ class QuantlabApp(App[int]):
         connect: Connect | None = None,
         source: str | None = None,
         params: SamplingParams | None = None,
-        store: Any = None,
+        store: SessionStore | None = None,
         history: Sequence[Exchange] = (),
         session_path: str | Path | None = None,
         themes: ThemeSet | None = None,

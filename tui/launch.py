@@ -148,7 +148,7 @@ def top(args: argparse.Namespace) -> int:
     return int(top_module.top(args) or 0)
 
 
-def _close_session(store: Any, path: Path, created: bool) -> bool:
+def _close_session(store: SessionStore, path: Path, created: bool) -> bool:
     """Close the store; a session created now that holds nothing is not kept."""
     empty = not store.session.exchanges
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,6 +29,9 @@ from tui.widgets.params_bar import ParamsBar
 from tui.widgets.params_dialog import ParamsDialog
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.stream_view import FlushClock
+
+if TYPE_CHECKING:
+    from quantlab.session import SessionStore
 
 
 def conversation_of(ex: Exchange) -> str | None:
@@ -66,7 +69,7 @@ class ChatView(Vertical):
         endpoints: Sequence[Endpoint],
         *,
         params: SamplingParams | None = None,
-        store: Any = None,
+        store: SessionStore | None = None,
         history: Sequence[Exchange] = (),
         history_label: str | None = None,
         read_timeout: float = 300.0,

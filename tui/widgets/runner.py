@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -47,6 +47,9 @@ from quantlab.suite_results import failed_detectors
 from quantlab.suites import Suite, SuiteError, catalog
 from tui.widgets.annotate import open_annotation_form
 from tui.widgets.compare import CompareView
+
+if TYPE_CHECKING:
+    from quantlab.session import SessionStore
 
 COLUMNS = (
     ("case", "case"),
@@ -173,7 +176,7 @@ class RunnerPane(Vertical):
         self,
         endpoints: Sequence[Endpoint] = (),
         *,
-        store: Any = None,
+        store: SessionStore | None = None,
         follow: str | Path | None = None,
         suites: Sequence[Suite] | None = None,
         id: str | None = None,

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.text import Text
@@ -40,6 +40,9 @@ from tui.widgets.telemetry_draw import (
     process_lines,
     server_lines,
 )
+
+if TYPE_CHECKING:
+    from quantlab.session import SessionStore
 
 #: Seconds of generation tokens/s kept per server for its sparkline.
 SERVER_HISTORY = 60
@@ -75,7 +78,7 @@ class TelemetryPane(VerticalScroll):
         *,
         sampler: GpuSampler | None = None,
         hz: float = 4.0,
-        store: Any = None,
+        store: SessionStore | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
