@@ -3,13 +3,15 @@
 The same fan-out and client as the chat screen, so its numbers mean the same. ``--json``
 prints one object for scripts: ``{"wall_ms", "lanes": [{"name", "model", "text",
 "finish_reason", "usage", "ttft_ms", "itl_ms", "e2e_ms", "output_tokens", "tokens_per_s",
-"error"}]}``. Exit status 0 when every lane answered, 1 when any failed, 2 for bad input.
+"error"}]}``. Exit status 0 when every lane answered, 1 when any failed or ``--session``
+could not be saved, 2 for bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import sys
 import textwrap
@@ -114,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
         print(f"quantlab ask: {exc}", file=sys.stderr)
         return 2
-    if args.session:
-        _save(args.session, endpoints, exchange)
+    saved = _save(args.session, endpoints, exchange) if args.session else True
     if args.json:
         out = {"wall_ms": exchange.wall_ms, "lanes": lane_results(exchange)}
         sys.stdout.write(orjson.dumps(out).decode() + "\n")
@@ -123,24 +124,37 @@ def run(args: argparse.Namespace) -> int:
         width = shutil.get_terminal_size((100, 24)).columns
         sys.stdout.write(render(exchange, endpoints, width))
     sys.stdout.flush()
-    return 0 if all(r.ok for r in exchange.results.values()) else 1
+    return 0 if saved and all(r.ok for r in exchange.results.values()) else 1
 
 
-def _save(path: str, endpoints: list[Endpoint], exchange: Exchange) -> None:
-    """Append the exchange to a session file (the session store owns the format)."""
-    try:
-        from quantlab.session import SessionStore
-    except ImportError:
-        print("quantlab ask: session files are not available yet; not saved", file=sys.stderr)
-        return
+def _save(path: str, endpoints: list[Endpoint], exchange: Exchange) -> bool:
+    """Append the exchange to a session file (the session store owns the format). False,
+    with one sentence on stderr, when a write failed (a full disk): the answers are printed
+    anyway, and the exit status says the save failed."""
+    from quantlab.session import SessionStore
+
     try:
         store = SessionStore.open(path, endpoints=endpoints, machine=machine_facts())
-        try:
-            store.append_exchange(exchange)
-        finally:
-            store.close()
-    except Exception as exc:  # the answers are printed anyway: say why nothing was saved
+    except Exception as exc:
         print(f"quantlab ask: could not save to {path}: {exc}", file=sys.stderr)
+        return False
+    try:
+        store.append_exchange(exchange)
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # what was saved before stays loadable
+            store.close()
+        print(f"quantlab ask: could not save to {path}: {exc}", file=sys.stderr)
+        return False
+    try:
+        store.close()
+    except Exception as exc:  # the exchange is in the journal; the final snapshot is not
+        print(
+            f"quantlab ask: saved to {path}, but could not close it: {exc}; the journal "
+            "beside it holds the exchange",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ text output

@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from quantlab import fsio
 from quantlab.session import Session, SessionError, load_session
 
 FORMATS = ("md", "longctx", "brief", "csv", "json")
@@ -78,18 +79,9 @@ def render(session: Session, fmt: str, *, gpu_hour_price: float | None = None) -
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` whole or not at all (a temp file beside it, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Replace ``path`` whole or not at all, created ``0600``: a report quotes prompts and
+    answers, which can be confidential."""
+    fsio.atomic_write(path, text.encode("utf-8", "replace"))
 
 
 def run(args: argparse.Namespace) -> int:

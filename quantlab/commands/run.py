@@ -7,7 +7,8 @@ what finished are saved, and the session's path is printed; a second Ctrl+C quit
 
 Exit status: 0 when every planned exchange was sent (failed lanes are results, not
 errors), 130 when stopped by Ctrl+C, 1 when nothing could be sent (no lane answered, or
-every case was skipped), 2 for bad input.
+every case was skipped) or the session could not be written (a full disk: the run stops,
+what was saved stays loadable), 2 for bad input.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantlab.config import ConfigError, load_config, resolve_endpoints
 from quantlab.progress_line import ProgressLine, format_seconds
 from quantlab.run_summary import summarize
 from quantlab.runner import RunEvent, Runner, RunOptions, RunSummary
 from quantlab.suites import SuiteError, find_suite
+
+if TYPE_CHECKING:
+    from quantlab.session import SessionError, SessionStore
 
 MAX_CONCURRENCY = 256
 
@@ -124,6 +128,25 @@ async def _run(runner: Runner) -> RunSummary:
             loop.remove_signal_handler(signal.SIGINT)
 
 
+def _close(store: SessionStore) -> SessionError | None:
+    """Close the session; a close that cannot write (a full disk) is returned, not raised:
+    the journal it leaves holds every saved exchange, and the user gets one sentence."""
+    from quantlab.session import SessionError
+
+    try:
+        store.close()
+    except SessionError as exc:
+        return exc
+    return None
+
+
+def _write_failed(exc: SessionError, saved: int, path: Path) -> str:
+    """One sentence: ``disk full: 12 exchanges saved in PATH; the rest was not run/saved``."""
+    reason = getattr(exc, "reason", None) or str(exc)
+    what = "exchange" if saved == 1 else "exchanges"
+    return f"{reason}: {saved} {what} saved in {path}; the rest was not run/saved"
+
+
 def run(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem:
@@ -140,7 +163,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         from quantlab.machine import machine_facts
-        from quantlab.session import SessionError, SessionStore, default_session_path
+        from quantlab.session import (
+            SessionError,
+            SessionStore,
+            SessionWriteError,
+            default_session_path,
+        )
         from quantlab.telemetry.trace import TraceWriter
     except ImportError as exc:  # pragma: no cover - the session store is part of the core
         print(f"quantlab run: session files are not available ({exc})", file=sys.stderr)
@@ -168,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"quantlab run: {exc}", file=sys.stderr)
                 return 2
             trace = TraceWriter(store.add_telemetry, setup.endpoints).start()
+            write_error: SessionError | None = None
             try:
                 runner = Runner(
                     setup.endpoints, suites, store=store, options=options, on_event=_Display(bar)
@@ -177,10 +206,19 @@ def run(args: argparse.Namespace) -> int:
                 bar.close()
                 print(f"quantlab run: interrupted; session: {path}", file=sys.stderr)
                 return 130
+            except SessionWriteError as exc:  # the run stopped at the save that failed
+                write_error = exc
             finally:
                 bar.close()
                 trace.stop()
-                store.close()
+                close_error = _close(store)
+                write_error = write_error or close_error
+            if write_error is not None:
+                print(
+                    f"quantlab run: {_write_failed(write_error, store.saved, path)}",
+                    file=sys.stderr,
+                )
+                return 1
     except ConfigError as exc:
         print(f"quantlab run: {exc}", file=sys.stderr)
         return 2
