@@ -163,3 +163,62 @@ def test_follower_in_another_process_sees_everything_live(tmp_path: Path) -> Non
     assert polls_with_news > 5  # it followed live, not just at the end
     assert seen == w.saved("ex")  # every exchange, once each, in order
     follower.close()
+
+
+def test_kill_9_of_quantlab_run_keeps_every_saved_exchange(tmp_path: Path) -> None:
+    """The real ``quantlab run`` process, killed at random moments of a run with 4 in
+    flight: the session always loads, and every exchange a reader had seen in the file
+    before the kill is still there, whole."""
+    from standin import Reply, StandIn
+
+    rng = random.Random(20261202)
+    path = tmp_path / "run.json"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "PYTHONPATH": str(ROOT)}
+    env.pop("QUANTLAB_SUITES", None)
+    seen: set[str] = set()
+    with StandIn(Reply(tokens=["tok "], n_tokens=40, tokens_per_s=400)) as server:
+        lanes = ["--endpoint", f"a={server.url}", "--endpoint", f"b={server.url}"]
+        argv = [sys.executable, "-m", "quantlab", "run", "sanity", "--repeat", "40"]
+        for r in range(5):
+            proc = subprocess.Popen(
+                [*argv, "--concurrency", "4", *lanes, "--session", str(path)],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            follower = SessionFollower(path)
+            started = time.monotonic()
+            end: float | None = None  # the kill: a random moment after this run's start
+            while (end is None or time.monotonic() < end) and proc.poll() is None:
+                assert time.monotonic() - started < 120, "the run never started"
+                if path.exists():
+                    u = follower.poll()
+                    seen |= {ex.id for ex in u.exchanges if set(ex.results) == {"a", "b"}}
+                    runs = (follower.session.meta if follower.session else {}).get("runs", [])
+                    if end is None and len(runs) > r:
+                        end = time.monotonic() + rng.uniform(0.05, 3.0)
+                time.sleep(rng.uniform(0.005, 0.05))
+            assert proc.poll() is None, "the run ended before the kill: the test proves nothing"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            follower.close()
+            s = load_session(path)  # must load, every time
+            ids = {ex.id for ex in s.exchanges}
+            assert seen <= ids, f"round {r}: lost {seen - ids}"
+            assert all(set(s.exchange(i).results) == {"a", "b"} for i in seen)  # type: ignore[union-attr]
+            assert [n for n in s.notes if "incomplete last record" not in n] == [], s.notes
+        assert len(seen) > 10, "too few saves seen before the kills: the test proves little"
+        # A clean run on the same file folds what the kills left into one plain file.
+        done = subprocess.run(
+            [*argv[:-2], "--quick", *lanes, "--session", str(path)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    s = load_session(path)
+    assert seen <= {ex.id for ex in s.exchanges}
+    assert not path.with_name("run.json.journal").exists() and s.notes == []
