@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"quantlab run: {exc}", file=sys.stderr)
         return 2
+    assert summary is not None  # every path that did not finish the run has returned
     p = summary.progress
     sys.stdout.write(summarize(summary.results))
     state = "stopped" if summary.cancelled else "finished"

@@ -70,6 +70,15 @@ when the journal passes half the snapshot (at least 1 MiB): ~13-25 ms at 1000 ex
 a few times per thousand. Loading 1000 exchanges takes 0.1-0.2 s; an idle follower poll
 6 µs, one with a new exchange ~60 µs.
 
+Privacy: session files, journals and lock files are created ``0600`` and new session folders
+``0700`` (prompts and answers can be confidential); a rewrite never loosens a file's mode.
+
+A refused write (a full disk, a quota, an I/O error) raises :class:`SessionWriteError`
+(``.path``, ``.saved`` exchanges, ``.errno``; "disk full" for ENOSPC) and damages nothing:
+a journal record that did not land whole is cut off again, a snapshot that could not be
+written leaves the old one and the journal in place, so the session loads with everything
+saved before the error.
+
 Secrets: endpoints hold the name of their key's variable, never the key; secret-named keys
 (``api_key``, ``authorization``…) are dropped from free-form dicts, credentials are cut out
 of URLs, and the values of the key variables are redacted from every byte written.

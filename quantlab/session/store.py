@@ -107,11 +107,6 @@ def exchange_json(ex: Exchange) -> bytes:
     return dumps(ex)
 
 
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """:func:`quantlab.fsio.atomic_write` (kept here for the benchmark and old callers)."""
-    fsio.atomic_write(path, data, fsync=fsync)
-
-
 class SessionBusy(SessionError):
     """Another process holds the session's write lock (e.g. a headless ``quantlab run``):
     the file can still be read and followed live, not written."""
@@ -530,7 +525,7 @@ class SessionStore:
         fsync = self.durability != "os"
         snap = self._snapshot()
         try:
-            atomic_write(self.path, snap, fsync=fsync)
+            fsio.atomic_write(self.path, snap, fsync=fsync)
             if final:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.journal_path)
@@ -546,7 +541,7 @@ class SessionStore:
                         "created_at": time.time(),
                     }
                 )
-                atomic_write(self.journal_path, header + b"\n", fsync=fsync)
+                fsio.atomic_write(self.journal_path, header + b"\n", fsync=fsync)
                 new_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as exc:  # the old snapshot and the journal are untouched
             raise self._write_error(exc, "the snapshot") from None
@@ -564,4 +559,4 @@ def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
     return scrub(e.to_dict())
 
 
-__all__ = ["DURABILITIES", "Durability", "SessionStore", "atomic_write", "dumps"]
+__all__ = ["DURABILITIES", "Durability", "SessionBusy", "SessionStore", "dumps"]
