@@ -125,7 +125,7 @@ def default_fractions(n: int) -> list[float]:
     """Equal shares of 0.85 of the GPU for ``n`` servers (two: 0.45 and 0.40)."""
     if n == 2:
         return [0.45, 0.40]
-    share = int(0.85 / max(n, 1) * 100) / 100
+    share = int(0.85 / max(n, 1) * 100 + 1e-6) / 100
     return [share] * n
 
 
