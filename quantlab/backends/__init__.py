@@ -33,6 +33,8 @@ from quantlab.records import Endpoint
 
 #: Asked in this order; the generic OpenAI backend matches anything, so it comes last.
 DETECTION_ORDER: tuple[Backend, ...] = (LLAMA_CPP, VLLM, OPENAI)
+#: Words that mark a server process in a command line, every kind's.
+PROCESS_WORDS: tuple[str, ...] = tuple(w for b in DETECTION_ORDER for w in b.process_words)
 #: Backends with a Prometheus page of their own (telemetry reads their names).
 WITH_METRICS: tuple[Backend, ...] = (VLLM, LLAMA_CPP)
 
@@ -40,6 +42,7 @@ __all__ = [
     "DETECTION_ORDER",
     "LLAMA_CPP",
     "OPENAI",
+    "PROCESS_WORDS",
     "VLLM",
     "WITH_METRICS",
     "Backend",

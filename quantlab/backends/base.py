@@ -76,6 +76,8 @@ class Backend(Protocol):
     #: Prefix of its Prometheus names ("vllm:"); "" when it has none of its own.
     metric_prefix: str
     metrics: MetricNames
+    #: Words in a server process's command line (to map GPU processes to lanes).
+    process_words: tuple[str, ...]
 
     def matches(self, probe: Probe) -> bool:
         """Whether the discovered answers are this kind of server's."""
