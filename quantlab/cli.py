@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("quantlab.commands.report", "export a session: md | longctx | brief | csv | json"),
     "detect": ("quantlab.commands.detect", "run the failure detectors over recorded outputs"),
     "top": ("tui.launch:top", "telemetry and server stats only, no chat"),
-    "up": ("quantlab.commands.up", "launch and supervise vLLM servers (BF16 + quant on one GPU)"),
+    "up": ("quantlab.commands.up", "launch and supervise vLLM servers (reference + candidates)"),
     "suites": ("quantlab.commands.suites", "list built-in and user suites"),
 }
 
@@ -70,13 +70,60 @@ def build_parser() -> argparse.ArgumentParser:
         if not target.startswith("tui."):
             try:
                 _resolve(target).add_arguments(sp)
-            except ModuleNotFoundError as exc:  # a command whose module is not built yet
-                sp.set_defaults(_missing=str(exc))
+            except ImportError as exc:  # e.g. a dependency missing from this environment
+                sp.set_defaults(_missing=_missing_words(exc))
     return parser
 
 
+def _missing_words(exc: ImportError) -> str:
+    """Name what is missing: a package is the usual cause, and the fix."""
+    name = getattr(exc, "name", None)
+    if name:
+        top = name.split(".")[0]
+        return f"the package {top!r} is missing ({exc}); pip install {top}, or reinstall quantlab"
+    return str(exc)
+
+
+def pass_through_options() -> tuple[str, ...]:
+    """Options whose value may itself start with "-" (``--vllm-arg --enforce-eager``)."""
+    found: list[str] = []
+    for target, _ in COMMANDS.values():
+        if target.startswith("tui."):
+            continue
+        try:
+            found.extend(getattr(_resolve(target), "PASS_THROUGH", ()))
+        except ImportError:
+            continue
+    return tuple(found)
+
+
+def join_pass_through(argv: Sequence[str], options: Sequence[str]) -> list[str]:
+    """``--opt -x`` -> ``--opt=-x`` for pass-through options: argparse takes a value that
+    starts with "-" for another option and refuses ("expected one argument"), so the value
+    is attached before it parses. Anything after ``--`` is left alone."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg == "--":
+            out.extend(items[i:])
+            break
+        if arg in options and i + 1 < len(items) and items[i + 1].startswith("-"):
+            out.append(f"{arg}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(join_pass_through(raw, pass_through_options()))
+    if unknown and not getattr(args, "_missing", None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command is None:
             return int(_resolve("tui.launch:chat")(args) or 0)

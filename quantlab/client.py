@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from quantlab.backends import Probe, detect, for_endpoint
 from quantlab.records import Endpoint, LaneError, LaneResult, SamplingParams
 from quantlab.sse import DONE, SSEParser
 
@@ -335,31 +336,10 @@ class LaneClient:
         elif ep.model is not None and ids and ep.model not in ids:
             notes.append(f"model {ep.model!r} not served here (server has {', '.join(ids)})")
         card = next((c for c in cards if c.get("id") == ep.model), cards[0] if cards else {})
-
-        is_llama = isinstance(props, dict) and (
-            "default_generation_settings" in props or "total_slots" in props
-        )
-        if is_llama or card.get("owned_by") == "llamacpp":
-            ep.backend = "llama.cpp"
-            props = props if isinstance(props, dict) else {}
-            meta = card.get("meta") if isinstance(card.get("meta"), dict) else {}
-            dgs = props.get("default_generation_settings") or {}
-            ep.max_context = _int(dgs.get("n_ctx")) or _int(meta.get("n_ctx"))
-            ep.max_context = ep.max_context or _int(meta.get("n_ctx_train"))
-            ep.server_version = _str(props.get("build_info")) or ep.server_version
-            ep.quantization = _str(meta.get("ftype")) or _str(props.get("model_ftype"))
-            ep.slots = _int(props.get("total_slots"))
-            ep.model_path = _str(props.get("model_path"))
-        elif card.get("owned_by") == "vllm" or "max_model_len" in card:
-            ep.backend = "vllm"
-            ep.max_context = _int(card.get("max_model_len"))
-            if isinstance(version, dict):
-                ep.server_version = _str(version.get("version"))
-        else:
-            ep.backend = "other"
-            ep.max_context = _int(card.get("max_model_len")) or _int(card.get("context_length"))
-            if isinstance(version, dict):
-                ep.server_version = _str(version.get("version"))
+        probe = Probe(card=card, version=version, props=props)
+        backend = detect(probe)
+        ep.backend = backend.name
+        backend.apply_facts(ep, probe)
         if notes:
             head = [ep.status_detail] if ep.status_detail else []
             ep.status_detail = "; ".join([*head, *notes])
@@ -553,18 +533,18 @@ class LaneClient:
             raise ValueError("give exactly one of messages= or text=")
         if self.endpoint.backend is None:
             await self.discover()
-        backend = self.endpoint.backend
-        if backend == "llama.cpp":
-            return await self._count_llama(messages, text)
-        count = await self._count_vllm(messages, text)
-        if count is None and backend != "vllm":
-            count = await self._count_llama(messages, text)
-        return count
+        backend = for_endpoint(self.endpoint)
+        return await backend.count_tokens(self._post_json, self.endpoint.model, messages, text)
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` as JSON; the parsed answer, or None on any failure.
+
+        The Content-Type header is not optional: vLLM's routes refuse a body without
+        ``application/json`` with a 400 (its ``validate_json_request``)."""
+        headers = {"Content-Type": "application/json", **self._auth()}
         try:
             req = self._http.build_request(
-                "POST", path, content=orjson.dumps(body), headers=self._auth(), timeout=30.0
+                "POST", path, content=orjson.dumps(body), headers=headers, timeout=30.0
             )
             resp = await self._send(req, stream=False)
             if resp.status_code >= 400:
@@ -572,24 +552,6 @@ class LaneClient:
             return orjson.loads(resp.content)
         except (httpx.HTTPError, _NoAnswer, orjson.JSONDecodeError):
             return None
-
-    async def _count_vllm(self, messages: Messages | None, text: str | None) -> int | None:
-        body: dict[str, Any] = {"messages": messages} if messages is not None else {"prompt": text}
-        if self.endpoint.model:
-            body["model"] = self.endpoint.model
-        ans = await self._post_json("/tokenize", body)
-        count = ans.get("count") if isinstance(ans, dict) else None
-        return count if isinstance(count, int) else None
-
-    async def _count_llama(self, messages: Messages | None, text: str | None) -> int | None:
-        if messages is not None:
-            templ = await self._post_json("/apply-template", {"messages": messages})
-            text = templ.get("prompt") if isinstance(templ, dict) else None
-            if not isinstance(text, str):
-                return None
-        ans = await self._post_json("/tokenize", {"content": text})
-        tokens = ans.get("tokens") if isinstance(ans, dict) else None
-        return len(tokens) if isinstance(tokens, list) else None
 
 
 def with_system_prompt(messages: Messages, params: SamplingParams) -> Messages:
@@ -607,11 +569,3 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from quantlab import suite_results
+from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
 from quantlab.detectors import detect, detect_exchange
 from quantlab.fanout import fanout
@@ -750,8 +751,8 @@ def _cold_case(tmpl: Case, uid: str, ep: Endpoint) -> tuple[Case, dict[str, Any]
     """A copy of ``tmpl`` no server can answer from its prefix cache, and what made it so.
 
     The request id goes first in the first message, so not even the system prompt's
-    tokens are shared between requests; vLLM also gets a per-request ``cache_salt`` and
-    llama.cpp ``cache_prompt: false``.
+    tokens are shared between requests; the backend adds its own cache-busting fields
+    (vLLM a per-request ``cache_salt``, llama.cpp ``cache_prompt: false``).
     """
     msgs = [dict(m) for m in tmpl.messages]
     tag = f"Request {uid}."
@@ -761,13 +762,9 @@ def _cold_case(tmpl: Case, uid: str, ep: Endpoint) -> tuple[Case, dict[str, Any]
         msgs.insert(0, {"role": "system", "content": tag})
     case = replace(tmpl, messages=msgs)
     mode = "cold: unique prefix per request"
-    extra: dict[str, Any] | None = None
-    if ep.backend == "vllm":
-        extra = {"cache_salt": uid}
-        mode += " + cache_salt"
-    elif ep.backend == "llama.cpp":
-        extra = {"cache_prompt": False}
-        mode += " + cache_prompt=false"
+    extra, words = for_endpoint(ep).cold_cache_fields(uid)
+    if words:
+        mode += f" + {words}"
     return case, extra, mode
 
 
@@ -783,10 +780,10 @@ def _fitting(
         if ep.status == "down":
             skipped[c.name] = f"{c.name} is down ({ep.status_detail})"
         elif ep.max_context is not None and tokens + max_tokens > ep.max_context:
-            per_slot = " per slot" if ep.backend == "llama.cpp" and (ep.slots or 1) > 1 else ""
+            note = for_endpoint(ep).context_note(ep)
             skipped[c.name] = (
                 f"{c.name}: {tokens} prompt + {max_tokens} answer tokens do not fit its "
-                f"{ep.max_context}-token context{per_slot}"
+                f"{ep.max_context}-token context{note}"
             )
         else:
             fits.append(c)

@@ -9,6 +9,9 @@ for "length" the last token rides on it), a usage chunk with ``"choices": []`` w
 shapes: ``{"error": {"message", "type", "param", "code"}}`` (flat ``{"object": "error", …}``
 for old versions). ``/v1/models`` (with ``max_model_len``), ``/version``, ``/health``,
 ``/tokenize`` and ``/metrics`` (``vllm:*`` lines that follow what was served) answer too.
+As in vLLM 0.26, ``/tokenize`` and ``/v1/chat/completions`` refuse a body that is not sent
+as ``Content-Type: application/json`` (400, its validation-error shape), and ``/tokenize``
+refuses a ``model`` it does not serve (404); its answer has ``token_strs: null``.
 
 Use it from tests::
 
@@ -137,7 +140,7 @@ class StandIn:
         *,
         model: str = "standin/Qwen2.5-0.5B-Instruct",
         max_model_len: int = 4096,
-        version: str = "0.11.0",
+        version: str = "0.26.0",
         port: int = 0,
     ) -> None:
         self.script: Script = Reply() if script is None else script
@@ -147,6 +150,7 @@ class StandIn:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # each chat request's headers, in order
         self.connections = 0  # TCP connections accepted (keep-alive reuse shows here)
+        self.refused_media: list[str] = []  # POST paths refused for their Content-Type
         self.counters = _Counters()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -278,14 +282,28 @@ class _Handler(BaseHTTPRequestHandler):
         s = self.server_ref
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
+        media = (self.headers.get("content-type") or "").lower().split(";", 1)[0].strip()
+        if media != "application/json" and self.path in ("/tokenize", "/v1/chat/completions"):
+            # vLLM's validate_json_request dependency, answered by its validation handler.
+            msg = "Unsupported Media Type: Only 'application/json' is allowed"
+            msg = f"1 validation error:\n  {msg}"
+            self._send(400, self._error_body(msg, "Bad Request", 400))
+            s.refused_media.append(self.path)
+            return
         try:
             body = json.loads(raw)
         except ValueError:
             self._send(400, self._error_body("invalid JSON body", "BadRequestError", 400))
             return
         if self.path == "/tokenize":
+            model = body.get("model")
+            if model is not None and model != s.model:
+                msg = f"The model `{model}` does not exist."
+                self._send(404, self._error_body(msg, "NotFoundError", 404))
+                return
             n = prompt_tokens(body)
             ans = {"count": n, "max_model_len": s.max_model_len, "tokens": list(range(n))}
+            ans["token_strs"] = None
             self._send(200, _dumps(ans))
         elif self.path == "/v1/chat/completions":
             self._chat(body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from quantlab.cli import COMMANDS, build_parser
@@ -28,3 +30,22 @@ def test_every_contract_command_exists() -> None:
     assert set(COMMANDS) == {"demo", "ask", "run", "report", "detect", "top", "up", "suites"}
     args = build_parser().parse_args([])
     assert args.command is None and args.endpoint == [] and args.demo is False
+
+
+def test_a_command_whose_imports_fail_names_the_missing_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not "unrecognized arguments: sanity …": the command's own arguments are accepted
+    and the message says which package is missing."""
+    import sys
+
+    from quantlab import cli
+
+    (tmp_path / "needs_missing_pkg.py").write_text("import rapidfuzz_not_installed_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "run", ("needs_missing_pkg", "headless suite run"))
+    monkeypatch.delitem(sys.modules, "needs_missing_pkg", raising=False)
+    assert cli.main(["run", "sanity", "--concurrency", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "rapidfuzz_not_installed_here" in err and "missing" in err
+    assert "unrecognized" not in err

@@ -281,8 +281,35 @@ async def test_discover_reads_vllm_facts(standin: StandIn) -> None:
         assert await c.count_tokens(messages=HELLO) == 6
         assert await c.count_tokens(text="three word text") == 3
     assert got is ep
-    assert (ep.backend, ep.server_version, ep.max_context) == ("vllm", "0.11.0", 4096)
+    assert (ep.backend, ep.server_version, ep.max_context) == ("vllm", "0.26.0", 4096)
     assert (ep.model, ep.status, ep.status_detail) == (standin.model, "ok", None)
+
+
+async def test_token_counting_sends_json_as_vllm_requires(standin: StandIn) -> None:
+    """vLLM 0.26 answers a /tokenize body without ``Content-Type: application/json`` with
+    a 400 (its validate_json_request), and so does the stand-in: the long-context suite's
+    "no server could count tokens" on real vLLM was this header missing."""
+    import httpx
+
+    raw = httpx.post(standin.url + "/tokenize", content=b'{"prompt": "a b"}', trust_env=False)
+    assert raw.status_code == 400 and "Unsupported Media Type" in raw.json()["error"]["message"]
+    ok = httpx.post(standin.url + "/tokenize", json={"prompt": "a b"}, trust_env=False)
+    assert ok.json() == {"count": 2, "max_model_len": 4096, "tokens": [0, 1], "token_strs": None}
+    standin.refused_media.clear()
+    async with LaneClient(Endpoint("v", standin.url)) as c:
+        assert await c.count_tokens(messages=HELLO) == 6
+        assert await c.count_tokens(text="three word text") == 3
+    assert standin.refused_media == []
+
+
+async def test_token_counting_names_the_served_model() -> None:
+    """vLLM 404s a /tokenize for a model it does not serve: the count goes by the
+    discovered (served) name."""
+    with StandIn(model="served-name") as s:
+        async with LaneClient(Endpoint("v", s.url)) as c:
+            assert await c.count_tokens(text="one two") == 2
+        async with LaneClient(Endpoint("v", s.url, model="other")) as c:
+            assert await c.count_tokens(text="one two") is None
 
 
 async def test_discover_names_a_model_the_server_does_not_serve(standin: StandIn) -> None:

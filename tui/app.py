@@ -218,8 +218,8 @@ class QuantlabApp(App[int]):
         self.endpoints = endpoints
         self.source = source or self.source
         panels = self.query(StartupPanel)
-        if not panels:  # quitting already: the caller stops what was started
-            return
+        if not panels or self.return_code is not None:  # quitting already (quit key or a
+            return  # signal): mount nothing; the caller stops what was started
         self.query_one(AppBar).update_state(what=describe_endpoints(endpoints, self.source))
         pane = self.query_one("#tab-chat", TabPane)
         await panels.remove()

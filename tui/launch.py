@@ -12,12 +12,13 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from quantlab.config import Config, ConfigError, load_config, resolve_endpoints
+from quantlab.servers import StopSignals, stop_all, stop_signals
 from quantlab.session import SessionBusy, SessionError, SessionStore, default_session_path
 
 PROG = "quantlab"
@@ -98,8 +99,9 @@ def chat(args: argparse.Namespace) -> int:
         freeze_gc=True,
         telemetry_hz=config.telemetry_hz,
     )
+    signalled: StopSignals | None = None
     try:
-        with _quit_on_signals(app):
+        with _quit_on_signals(app) as signalled:
             app.run()
     finally:
         started = setup if setup is not None else app.setup
@@ -109,10 +111,11 @@ def chat(args: argparse.Namespace) -> int:
         kept = _close_session(store, path, created)
     if app.fatal:
         _say(app.fatal)
-        return 2
-    if kept:
+    elif kept:
         print(f"session saved: {path}", file=sys.stderr)
-    return int(app.return_code or 0)
+    if signalled is not None and signalled.exit_status is not None:
+        return signalled.exit_status
+    return 2 if app.fatal else int(app.return_code or 0)
 
 
 def _follow(path: Path, args: argparse.Namespace, config: Config, why: str) -> int:
@@ -122,9 +125,9 @@ def _follow(path: Path, args: argparse.Namespace, config: Config, why: str) -> i
 
     _say(f"{why}\n{PROG}: following it live, read-only")
     app = FollowApp(path, themes=load_app_themes(getattr(args, "theme", None) or config.theme))
-    with _quit_on_signals(app):
+    with _quit_on_signals(app) as signalled:
         app.run()
-    return int(app.return_code or 0)
+    return signalled.exit_status or int(app.return_code or 0)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -165,32 +168,23 @@ def _close_session(store: SessionStore, path: Path, created: bool) -> bool:
 
 def _stop_local_pairs() -> None:
     """A pair whose start was still under way when the app quit is stopped too."""
-    try:
-        from quantlab.localpair import stop_all
-    except ImportError:
-        return
     stop_all()
 
 
 @contextlib.contextmanager
-def _quit_on_signals(app: Any) -> Any:
-    """SIGTERM and SIGHUP (a closed SSH session) quit the app cleanly, so the servers
-    are stopped by the caller's ``finally`` and the terminal is restored."""
-    previous: dict[int, Any] = {}
+def _quit_on_signals(app: Any) -> Iterator[StopSignals]:
+    """SIGTERM and SIGHUP (a closed SSH session) quit the app cleanly, so the servers are
+    stopped by the caller's ``finally`` and the terminal is restored. The caller exits with
+    the signal's status (``state.exit_status``), whatever the app's teardown reported:
+    a signal that lands while the app is still mounting its lanes can make a widget fail
+    as the screen goes away, and Textual then sets return code 1."""
 
-    def handler(signum: int, _frame: Any) -> None:
+    def quit_app(signum: int) -> None:
         try:
             loop = asyncio.get_running_loop()  # the handler runs on the app's (main) thread
         except RuntimeError:
             raise SystemExit(128 + signum) from None
         loop.call_soon_threadsafe(lambda: app.exit(return_code=128 + signum))
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError, OSError):
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(sig, old)
+    with stop_signals(quit_app) as state:
+        yield state

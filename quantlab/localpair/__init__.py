@@ -23,12 +23,7 @@ if TYPE_CHECKING:
         ensure_models,
     )
     from quantlab.localpair.progress import TextProgress
-    from quantlab.localpair.supervisor import (
-        LocalPair,
-        LocalPairError,
-        install_signal_handlers,
-        stop_all,
-    )
+    from quantlab.localpair.supervisor import LocalPair, LocalPairError
 
 _WHERE = {
     "ModelBuildError": "models",
@@ -40,8 +35,6 @@ _WHERE = {
     "TextProgress": "progress",
     "LocalPair": "supervisor",
     "LocalPairError": "supervisor",
-    "install_signal_handlers": "supervisor",
-    "stop_all": "supervisor",
 }
 
 __all__ = [
@@ -54,8 +47,6 @@ __all__ = [
     "TextProgress",
     "default_cache_dir",
     "ensure_models",
-    "install_signal_handlers",
-    "stop_all",
 ]
 
 

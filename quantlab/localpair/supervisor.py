@@ -1,49 +1,38 @@
 """Start, watch and stop the two llama.cpp child servers of the local pair.
 
-No orphan servers, whatever ends quantlab:
-- normal exit: ``atexit`` stops every live pair;
-- SIGTERM, SIGHUP (an SSH drop): handlers stop the pairs, chain to the handler that was
-  there before, then exit with 128 + the signal number (installed from the main thread; a
-  signal that was ignored, as SIGHUP under ``nohup``, stays ignored);
-- Ctrl+C: the children stay in quantlab's process group, so the terminal's SIGINT reaches
-  them as well and they exit; quantlab itself unwinds through KeyboardInterrupt and
-  ``atexit``. (A process group of their own would shield them from the terminal and leave
-  everything to quantlab's own clean-up.)
-- crash or ``kill -9``: each child asked the kernel for SIGKILL when its parent goes
-  (``PR_SET_PDEATHSIG``). The kernel means the parent *thread*, so children are always
-  forked from the main thread or from one long-lived spawner thread, never from a short
-  worker thread whose end would kill them.
+The processes are :class:`quantlab.servers.ServerProcess` children, so the pair gets the
+same guarantees as every server quantlab starts (no orphans on exit, SIGTERM/SIGHUP,
+Ctrl+C, crash or ``kill -9``; see ``quantlab/servers/process.py``): the kernel SIGKILLs a
+pair server when quantlab goes. Both start at once (seconds on a CPU); each announces its
+URL as one JSON line on stdout, then answers ``/health``; ``/props`` gives the facts.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import queue
 import select
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 import orjson
 
+from quantlab.backends import LLAMA_CPP, ServeSpec
+from quantlab.backends.llamacpp import facts_from_props
 from quantlab.localpair import serve
 from quantlab.localpair.models import ModelBuildError, PairFiles, Progress, ensure_models
 from quantlab.records import Endpoint, Role
+from quantlab.servers import ServerProcess, ServerStartError, install_exit_handlers
+from quantlab.servers.supervisor import Launch, Supervisor
 
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_STOP_TIMEOUT_S = 5.0
+SERVE_PROGRAM = [sys.executable, "-m", "quantlab.localpair.serve"]
 
 
 class LocalPairError(Exception):
@@ -65,8 +54,7 @@ class LaneSpec:
 @dataclass(slots=True)
 class _Child:
     spec: LaneSpec
-    proc: subprocess.Popen[bytes]
-    log_fd: int  # read side of the child's stderr file (unlinked; gone when closed)
+    server: ServerProcess
     url: str | None = None
     buf: bytes = b""
     props: dict[str, Any] = field(default_factory=dict)
@@ -77,85 +65,6 @@ def _lane_specs(files: PairFiles) -> list[LaneSpec]:
         LaneSpec("bf16", "reference", "BF16", "smollm2-135m-bf16", files.bf16),
         LaneSpec("q4_0", "candidate", "Q4_0", "smollm2-135m-q4_0", files.q4_0),
     ]
-
-
-# ------------------------------------------------------------------ spawning
-
-
-class _Spawner:
-    """Forks children from a thread that lives as long as the process (see module doc)."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, fn: Callable[[], Any]) -> Any:
-        if threading.current_thread() is threading.main_thread():
-            return fn()  # the main thread ends only with the process
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="quantlab-localpair-spawner", daemon=True
-                )
-                self._thread.start()
-        fut: Future[Any] = Future()
-        self._jobs.put((fn, fut))
-        return fut.result()
-
-    def _loop(self) -> None:
-        while True:
-            fn, fut = self._jobs.get()
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-
-_SPAWNER = _Spawner()
-
-
-# ------------------------------------------------------------------ process-wide clean-up
-
-_LIVE: set[LocalPair] = set()
-_PREVIOUS: dict[int, Any] = {}
-_ATEXIT_DONE = False
-
-
-def stop_all() -> None:
-    """Stop every pair still running in this process."""
-    for pair in list(_LIVE):
-        pair.stop()
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    stop_all()
-    previous = _PREVIOUS.get(signum)
-    if callable(previous):
-        previous(signum, frame)
-    raise SystemExit(128 + signum)
-
-
-def install_signal_handlers() -> bool:
-    """Stop the pairs on SIGTERM and SIGHUP. Only the main thread may set handlers: returns
-    False elsewhere (PR_SET_PDEATHSIG and atexit still cover those exits). Idempotent."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        current = signal.getsignal(sig)
-        if current is _on_signal or current == signal.SIG_IGN:
-            continue
-        _PREVIOUS[sig] = current
-        signal.signal(sig, _on_signal)
-    return True
-
-
-def _register(pair: LocalPair) -> None:
-    global _ATEXIT_DONE
-    if not _ATEXIT_DONE:
-        atexit.register(stop_all)
-        _ATEXIT_DONE = True
-    _LIVE.add(pair)
 
 
 # ------------------------------------------------------------------ the pair
@@ -198,6 +107,7 @@ class LocalPair:
         self.endpoints: list[Endpoint] = []
         self.startup_s: float | None = None  # spawn -> both healthy (models already built)
         self._children: list[_Child] = []
+        self._sup: Supervisor | None = None
         self._owner = os.getpid()  # a forked copy of this object must not stop the servers
         self._lock = threading.RLock()  # re-entrant: a signal handler may stop mid-start
 
@@ -206,11 +116,11 @@ class LocalPair:
     @property
     def running(self) -> bool:
         """True while every child is alive."""
-        return bool(self._children) and all(c.proc.poll() is None for c in self._children)
+        return bool(self._children) and all(c.server.alive() for c in self._children)
 
     @property
     def pids(self) -> list[int]:
-        return [c.proc.pid for c in self._children]
+        return [c.server.pid for c in self._children]
 
     def start(self, progress: Progress | None = None) -> list[Endpoint]:
         """Build the models if needed, start both servers, wait until both answer
@@ -222,17 +132,23 @@ class LocalPair:
                 if self.running:
                     return self.endpoints
                 self.stop()
-            install_signal_handlers()
+            install_exit_handlers()  # from the main thread only; a no-op elsewhere
             try:
                 self.files = ensure_models(self.cache_dir, report)
             except ModelBuildError as exc:
                 raise LocalPairError(str(exc)) from exc
-            _register(self)
             try:
                 report("starting the llama.cpp servers", None)
                 t0 = time.monotonic()
-                for spec in _lane_specs(self.files):
-                    self._spawn(spec)
+                specs = _lane_specs(self.files)
+                self._sup = Supervisor(
+                    [self._launch(s) for s in specs], stop_timeout=self.stop_timeout
+                )
+                try:
+                    servers = self._sup.start_all()
+                except ServerStartError as exc:
+                    raise LocalPairError(str(exc)) from exc
+                self._children = [_Child(sp, sv) for sp, sv in zip(specs, servers, strict=True)]
                 self._wait_listening(t0 + self.start_timeout)
                 self._wait_healthy(t0 + self.start_timeout)
                 self.startup_s = time.monotonic() - t0
@@ -249,31 +165,17 @@ class LocalPair:
         if os.getpid() != self._owner:
             return
         with self._lock:
-            children, self._children = list(self._children), []
+            self._children = []
             self.endpoints = []
-            _LIVE.discard(self)
-            for c in children:
-                if c.proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        c.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.stop_timeout
-            for c in children:
-                try:
-                    c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        c.proc.kill()
-                    c.proc.wait()
-                if c.proc.stdout is not None:
-                    c.proc.stdout.close()
-                with contextlib.suppress(OSError):
-                    os.close(c.log_fd)
+            sup, self._sup = self._sup, None
+            if sup is not None:
+                sup.stop()
 
     def log_tail(self, name: str, max_bytes: int = 4000) -> str:
         """The end of a running child's stderr (llama.cpp's log)."""
         for c in self._children:
             if c.spec.name == name:
-                return _tail(c.log_fd, max_bytes)
+                return c.server.tail(max_bytes)
         return ""
 
     def __enter__(self) -> LocalPair:
@@ -285,48 +187,38 @@ class LocalPair:
 
     # ---------------------------------------------------------------- internals
 
-    def _command(self, spec: LaneSpec) -> list[str]:
-        return [
-            sys.executable, "-m", "quantlab.localpair.serve",
-            "--model", str(spec.path), "--host", self.host, "--port", "0",
-            "--ctx", str(self.kv_tokens), "--parallel", str(self.parallel),
-            "--threads", str(self.threads), "--name", spec.model_id,
-            "--parent-pid", str(os.getpid()),
-        ]  # fmt: skip
-
-    def _spawn(self, spec: LaneSpec) -> None:
-        fd, path = tempfile.mkstemp(prefix=f"quantlab-{spec.name}-", suffix=".log")
-        os.close(fd)
-        write_fd = os.open(path, os.O_WRONLY | os.O_APPEND)  # child appends, we pread
-        read_fd = os.open(path, os.O_RDONLY)
-        os.unlink(path)
-        try:
-            proc: subprocess.Popen[bytes] = _SPAWNER.run(
-                lambda: subprocess.Popen(
-                    self._command(spec),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=write_fd,
-                    close_fds=True,
-                )
-            )
-        except OSError as exc:
-            os.close(read_fd)
-            raise LocalPairError(f"cannot start the {spec.name} server: {exc}") from exc
-        finally:
-            os.close(write_fd)
-        self._children.append(_Child(spec, proc, read_fd))
+    def _launch(self, spec: LaneSpec) -> Launch:
+        serve_spec = ServeSpec(
+            name=spec.name,
+            model=str(spec.path),
+            host=self.host,
+            port=0,
+            role=spec.role,
+            quantization=spec.quantization,
+            max_model_len=self.kv_tokens,
+            served_model_name=spec.model_id,
+            extra_args=[
+                "--parallel",
+                str(self.parallel),
+                "--threads",
+                str(self.threads),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+        )
+        argv = LLAMA_CPP.launch_argv(serve_spec, SERVE_PROGRAM)
+        return Launch(spec.name, argv, stdout_pipe=True, death_signal=signal.SIGKILL)
 
     def _died(self, c: _Child) -> LocalPairError:
-        rc = c.proc.poll()
-        tail = _tail(c.log_fd, 2000).strip() or "(no output)"
+        rc = c.server.proc.poll()
+        tail = c.server.tail(2000).strip() or "(no output)"
         return LocalPairError(
             f"the {c.spec.name} server ({c.spec.path.name}) exited with status {rc} while "
             f"starting; its log ends with:\n{tail}"
         )
 
     def _timeout(self, c: _Child, what: str) -> LocalPairError:
-        tail = _tail(c.log_fd, 2000).strip() or "(no output)"
+        tail = c.server.tail(2000).strip() or "(no output)"
         return LocalPairError(
             f"the {c.spec.name} server did not {what} within {self.start_timeout:.0f} s; "
             f"its log ends with:\n{tail}"
@@ -334,7 +226,7 @@ class LocalPair:
 
     def _wait_listening(self, deadline: float) -> None:
         """Read each child's one JSON line: its URL."""
-        pending = {c.proc.stdout.fileno(): c for c in self._children if c.proc.stdout}
+        pending = {c.server.proc.stdout.fileno(): c for c in self._children if c.server.proc.stdout}
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -344,7 +236,7 @@ class LocalPair:
                 c = pending[fd]
                 chunk = os.read(fd, 4096)
                 if not chunk:
-                    c.proc.wait(timeout=5)
+                    c.server.proc.wait(timeout=5)
                     raise self._died(c)
                 c.buf += chunk
                 if b"\n" in c.buf:
@@ -357,54 +249,41 @@ class LocalPair:
                         ) from exc
                     del pending[fd]
             for fd, c in list(pending.items()):
-                if c.proc.poll() is not None and fd not in ready:
+                if not c.server.alive() and fd not in ready:
                     raise self._died(c)
 
     def _wait_healthy(self, deadline: float) -> None:
         """Poll ``/health`` until 200, then read ``/props`` for the endpoint's facts."""
+        for c in self._children:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                c.server.wait_healthy(f"{c.url}/health", left, poll_s=0.05)
+            except ServerStartError:
+                raise (
+                    self._died(c) if not c.server.alive() else self._timeout(c, "answer /health")
+                ) from None
         with httpx.Client(trust_env=False, timeout=5.0) as http:
             for c in self._children:
-                while True:
-                    if c.proc.poll() is not None:
-                        raise self._died(c)
-                    try:
-                        if http.get(f"{c.url}/health").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise self._timeout(c, "answer /health")
-                    time.sleep(0.05)
-                with contextlib.suppress(httpx.HTTPError, ValueError):
+                try:
                     props = http.get(f"{c.url}/props").json()
-                    c.props = props if isinstance(props, dict) else {}
+                except (httpx.HTTPError, ValueError):
+                    continue
+                c.props = props if isinstance(props, dict) else {}
 
     def _endpoint(self, c: _Child) -> Endpoint:
         assert c.url is not None
-        dgs = c.props.get("default_generation_settings") or {}
-        n_ctx = dgs.get("n_ctx")
-        slots = c.props.get("total_slots")
-        version = c.props.get("build_info")
+        facts = facts_from_props(c.props)
         return Endpoint(
             name=c.spec.name,
             base_url=c.url,
             model=c.spec.model_id,
             role=c.spec.role,
-            backend="llama.cpp",
-            server_version=str(version) if version else None,
-            max_context=int(n_ctx) if isinstance(n_ctx, int) else None,
+            backend=LLAMA_CPP.name,
+            server_version=facts["server_version"],
+            max_context=facts["max_context"],
             quantization=c.spec.quantization,
-            pid=c.proc.pid,
+            pid=c.server.pid,
             status="ok",
-            slots=int(slots) if isinstance(slots, int) else self.parallel,
+            slots=facts["slots"] or self.parallel,
             model_path=str(c.spec.path),
         )
-
-
-def _tail(fd: int, max_bytes: int) -> str:
-    try:
-        size = os.fstat(fd).st_size
-        data = os.pread(fd, max_bytes, max(0, size - max_bytes))
-    except OSError:
-        return ""
-    return data.decode(errors="replace")

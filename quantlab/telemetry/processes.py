@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from quantlab.backends import PROCESS_WORDS
 from quantlab.records import Endpoint
 
-_SERVER_WORDS = ("vllm", "llama-server", "llama_cpp", "quantlab.localpair.serve", "sglang")
+_SERVER_WORDS = PROCESS_WORDS
 
 
 def _port(endpoint: Endpoint) -> int | None:

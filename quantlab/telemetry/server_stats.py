@@ -1,8 +1,9 @@
 """Per-server stats from each server's Prometheus ``/metrics``, scraped about once a second.
 
 Parsed with prometheus_client's maintained text parser. Names differ by server and by vLLM
-version, so each figure has a list of candidate names (first found wins) and a missing one
-is simply unknown, never an error: vLLM ``vllm:kv_cache_usage_perc`` (older
+version, so each figure has a list of candidate names (first found wins; each backend's
+``metrics`` in ``quantlab/backends/`` holds its own) and a missing one is simply unknown,
+never an error: vLLM ``vllm:kv_cache_usage_perc`` (older
 ``vllm:gpu_cache_usage_perc``), ``vllm:num_requests_running`` / ``_waiting``, the
 ``vllm:prompt_tokens_total`` / ``vllm:generation_tokens_total`` counters turned into rates
 between scrapes, ``vllm:num_preemptions_total``; llama.cpp ``llamacpp:requests_processing``
@@ -25,14 +26,17 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from quantlab.backends import WITH_METRICS
 from quantlab.records import Endpoint
 
-KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "llamacpp:kv_cache_usage_ratio")
-RUNNING = ("vllm:num_requests_running", "llamacpp:requests_processing")
-WAITING = ("vllm:num_requests_waiting", "llamacpp:requests_deferred")
-PROMPT_TOKENS = ("vllm:prompt_tokens_total", "llamacpp:prompt_tokens_total")
-GEN_TOKENS = ("vllm:generation_tokens_total", "llamacpp:tokens_predicted_total")
-PREEMPTIONS = ("vllm:num_preemptions_total", "vllm:num_preemptions")
+_KINDS = WITH_METRICS  # vLLM first, then llama.cpp: first name found wins
+KV = tuple(n for b in _KINDS for n in b.metrics.kv_cache)
+RUNNING = tuple(n for b in _KINDS for n in b.metrics.running)
+WAITING = tuple(n for b in _KINDS for n in b.metrics.waiting)
+PROMPT_TOKENS = tuple(n for b in _KINDS for n in b.metrics.prompt_tokens)
+GEN_TOKENS = tuple(n for b in _KINDS for n in b.metrics.generation_tokens)
+PREEMPTIONS = tuple(n for b in _KINDS for n in b.metrics.preemptions)
+_PREFIXES = tuple(b.metric_prefix for b in _KINDS)
 WANTED = (*KV, *RUNNING, *WAITING, *PROMPT_TOKENS, *GEN_TOKENS, *PREEMPTIONS)
 #: Sample lines of these names (with labels or without) are all that is parsed.
 _LINE_PREFIXES = tuple(p for n in WANTED for p in (n + "{", n + " "))
@@ -62,7 +66,7 @@ def parse_metrics(text: str, *, everything: bool = False) -> dict[str, float]:
 
 def has_server_metrics(text: str) -> bool:
     """Whether a page is a vLLM or llama.cpp one at all (else: some other exporter)."""
-    return "vllm:" in text or "llamacpp:" in text
+    return any(p in text for p in _PREFIXES)
 
 
 def _first(values: dict[str, float], names: Sequence[str]) -> float | None:
