@@ -81,6 +81,13 @@ class GpuSnapshot:
     #: Hopper+ GPM figures (percent): "sm_active", "tensor_active", "dram_bw"; empty elsewhere.
     gpm: dict[str, float] = field(default_factory=dict)
     temp_slowdown_c: float | None = None
+    #: Where the figures come from: None for this host's NVML, else the remote host's name
+    #: (its dcgm-exporter's ``Hostname`` label, or the exporter URL's host).
+    host: str | None = None
+    uuid: str | None = None
+    #: How many samples the graphs span (the history's full length at its own rate), so
+    #: that a 1 Hz remote history and a 4 Hz local one cover the same minutes.
+    history_span: int = HISTORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +232,9 @@ class GpuSampler:
     # -------------------------------------------------------------- sampling
 
     def _get(self, gpu: _Gpu, metric: str, fn: Any, *args: Any) -> Any:
-        """One getter; failures are remembered per metric (Not Supported: never again)."""
-        if metric in gpu.skip:
+        """One getter; failures are remembered per metric (Not Supported: never again). Once
+        the GPU is lost, nothing more is asked of it."""
+        if gpu.lost or metric in gpu.skip:
             return None
         try:
             value = fn(gpu.handle, *args)
@@ -294,6 +302,9 @@ class GpuSampler:
                 )
                 for p in procs
             ]
+        if gpu.lost:  # went away part way through: a half sample is no sample
+            row[:] = np.nan
+            return
         gpu.pos = (gpu.pos + 1) % HISTORY
         gpu.count += 1
 
