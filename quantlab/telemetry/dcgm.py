@@ -17,6 +17,7 @@ prometheus_client's parser, as for the servers' /metrics.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from quantlab.records import Endpoint
 from quantlab.telemetry.sampler import METRICS, GpuSnapshot
 from quantlab.telemetry.server_stats import why_unreachable
 
-#: Ring size: 5 minutes at the 1 Hz scrape (the local rings hold 5 minutes at 4 Hz).
+#: Default ring size: 5 minutes at the 1 Hz scrape, as the local rings hold at 4 Hz.
 REMOTE_HISTORY = 300
 
 #: dcgm-exporter field -> the sampler's metric it fills.
@@ -111,13 +112,14 @@ def has_dcgm_metrics(text: str) -> bool:
 class _RemoteGpu:
     """History and latest facts of one remote GPU."""
 
-    def __init__(self, reading: DcgmReading) -> None:
+    def __init__(self, reading: DcgmReading, history: int = REMOTE_HISTORY) -> None:
+        self.size = history
         self.key = reading.key
         self.index = reading.index
         self.uuid = reading.uuid
         self.name = reading.model or f"GPU {reading.index}"
         self.hostname = reading.hostname
-        self.ring = np.full((REMOTE_HISTORY, len(METRICS)), np.nan)
+        self.ring = np.full((history, len(METRICS)), np.nan)
         self.pos = 0
         self.count = 0
         self.errors: dict[str, str] = {}
@@ -163,13 +165,13 @@ class _RemoteGpu:
         self._advance()
 
     def _advance(self) -> None:
-        self.pos = (self.pos + 1) % REMOTE_HISTORY
+        self.pos = (self.pos + 1) % self.size
         self.count += 1
 
     def snapshot(self, host: str) -> GpuSnapshot:
-        n = min(self.count, REMOTE_HISTORY)
-        hist = self.ring[np.arange(self.pos - n, self.pos) % REMOTE_HISTORY]
-        last = self.ring[(self.pos - 1) % REMOTE_HISTORY]
+        n = min(self.count, self.size)
+        hist = self.ring[np.arange(self.pos - n, self.pos) % self.size]
+        last = self.ring[(self.pos - 1) % self.size]
         latest = {
             k: (None if np.isnan(v) else float(v)) for k, v in zip(METRICS, last, strict=True)
         }
@@ -189,7 +191,7 @@ class _RemoteGpu:
             gpm=dict(self.gpm),
             host=host,
             uuid=self.uuid,
-            history_span=REMOTE_HISTORY,
+            history_span=self.size,
         )
 
 
@@ -218,7 +220,11 @@ class DcgmScraper:
     """Scrapes every distinct ``dcgm_url`` of ``endpoints`` concurrently; ``poll()`` about
     once a second, ``gpus()`` and ``problems()`` from any code on the event loop."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], timeout: float = 2.0) -> None:
+    def __init__(
+        self, endpoints: Sequence[Endpoint], timeout: float = 2.0, span_s: float = 300.0
+    ) -> None:
+        """``span_s``: the seconds the local graphs cover, so remote ones cover the same."""
+        self.history = max(2, math.ceil(span_s))  # one row a second
         by_url: dict[str, list[str]] = {}
         for ep in endpoints:
             if ep.dcgm_url:
@@ -258,7 +264,7 @@ class DcgmScraper:
         for r in readings:
             g = ex.gpus.get(r.key)
             if g is None:
-                g = ex.gpus[r.key] = _RemoteGpu(r)
+                g = ex.gpus[r.key] = _RemoteGpu(r, self.history)
             g.update(r)
 
     async def poll(self) -> None:

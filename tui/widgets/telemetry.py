@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from quantlab.records import Endpoint
 from quantlab.telemetry.dcgm import DcgmScraper
 from quantlab.telemetry.host import HostSampler
 from quantlab.telemetry.processes import ProcessMapper, gpu_lanes
-from quantlab.telemetry.sampler import GpuSampler, GpuSnapshot, TelemetrySnapshot
+from quantlab.telemetry.sampler import HISTORY, GpuSampler, GpuSnapshot, TelemetrySnapshot
 from quantlab.telemetry.server_stats import ServerStats, ServerStatsScraper
 from quantlab.telemetry.trace import TraceRecorder, trace_point
 from tui.widgets.telemetry_draw import (
@@ -49,6 +50,8 @@ from tui.widgets.telemetry_draw import (
 SERVER_HISTORY = 60
 
 
+#: The host label of this machine's GPUs when remote ones are shown beside them.
+LOCAL = "local"
 #: Narrowest GPU block worth putting beside another (bar, value and a 40-column graph).
 MIN_COLUMN_W = 80
 
@@ -118,7 +121,7 @@ class TelemetryPane(VerticalScroll):
         self.host = HostSampler(self.endpoints)
         self.scraper = ServerStatsScraper(self.endpoints) if self.endpoints else None
         remote = [e for e in self.endpoints if e.dcgm_url]
-        self.dcgm = DcgmScraper(remote) if remote else None
+        self.dcgm = DcgmScraper(remote, span_s=HISTORY / hz) if remote else None
         self.stats: dict[str, ServerStats] = {}
         self.trace = TraceRecorder(every_s=1.0, batch=10)
         self.last: TelemetrySnapshot | None = None
@@ -195,6 +198,7 @@ class TelemetryPane(VerticalScroll):
         lanes = [held.get(g.index, []) for g in gpus]
         problems: list[str] = []
         if self.dcgm is not None:
+            gpus = [dataclasses.replace(g, host=LOCAL) for g in gpus]  # beside remote hosts
             for g, on_host in self.dcgm.gpus():
                 gpus.append(g)
                 lanes.append([f"~{lane}" for lane in on_host])
