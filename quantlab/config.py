@@ -17,6 +17,7 @@ or flag and what is wrong, never a traceback. Example file::
     url = "http://127.0.0.1:8001/v1"   # a trailing /v1 is fine
     model = "Qwen/Qwen2.5-1.5B-Instruct-AWQ"
     api_key_env = "AWQ_API_KEY"        # the variable's name; the key itself is never stored
+    dcgm_url = "http://10.0.0.7:9400"  # that host's dcgm-exporter: its GPUs in Telemetry
 
     [sampling]
     temperature = 0.0
@@ -48,7 +49,7 @@ DEFAULT_CONFIG = "quantlab.toml"
 MAX_LANES = 4  # side-by-side columns stop being readable beyond this
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENDPOINT_KEYS = ("name", "url", "model", "role", "api_key_env")
+_ENDPOINT_KEYS = ("name", "url", "model", "role", "api_key_env", "dcgm_url")
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "system_prompt", "stop")
 _UI_KEYS = ("theme", "telemetry_hz")
 _TOP_KEYS = ("endpoints", "sampling", "ui", "sessions_dir")
@@ -296,7 +297,15 @@ def _endpoint_from_table(e: dict[str, Any], where: str) -> Endpoint:
                 f"VLLM_API_KEY), not {env[:4]!r}…; never put the key itself in the file"
             )
         ep.api_key_env = env
+    if "dcgm_url" in e:
+        ep.dcgm_url = _dcgm_url(_expect(e["dcgm_url"], str, f"{where}: dcgm_url", "a URL"), where)
     return ep
+
+
+def _dcgm_url(url: str, where: str) -> str:
+    """A dcgm-exporter's metrics URL; a bare ``http://host:9400`` means its ``/metrics``."""
+    base = normalize_url(url, f"{where}: dcgm_url")
+    return base if urlsplit(base).path else base + "/metrics"
 
 
 def _sampling_from_table(t: dict[str, Any], where: str) -> SamplingParams:

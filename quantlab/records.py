@@ -57,6 +57,7 @@ class Endpoint:
     status_detail: str | None = None
     slots: int | None = None  # llama.cpp /props total_slots (parallel requests served)
     model_path: str | None = None  # llama.cpp /props model_path
+    dcgm_url: str | None = None  # the server host's dcgm-exporter /metrics (remote GPUs)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize without secrets: only the *name* of the key's variable is kept."""

@@ -1,9 +1,18 @@
 """A fake NVML with pynvml's function names and error classes, injected at the module
 boundary (``quantlab.telemetry.nvml.set_nvml``) so CI without a GPU covers several GPUs,
-processes, Not Supported metrics, a missing library and a GPU that falls off the bus."""
+processes, Not Supported metrics, a missing library and a GPU that falls off the bus
+(``lost``: every call; ``lost_on``: only the named calls answer NVML_ERROR_GPU_IS_LOST, as a
+GPU going away mid-sweep does)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -45,6 +54,8 @@ class FakeGpu:
     processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, MiB)
     unsupported: set[str] = field(default_factory=set)
     lost: bool = False
+    #: Calls (the names ``_gpu`` is given: "util", "memory", "power", …) that raise GpuIsLost.
+    lost_on: set[str] = field(default_factory=set)
     temp_slowdown: int = 90
     max_sm_mhz: int = 1980
     max_mem_mhz: int = 2619
@@ -74,11 +85,13 @@ class FakeNvml:
         self.gpus = gpus if gpus is not None else [FakeGpu()]
         self.init_error = init_error
         self.calls = 0
+        self.calls_by_gpu: dict[int, int] = {}
 
     def _gpu(self, h: int, metric: str) -> FakeGpu:
         self.calls += 1
+        self.calls_by_gpu[h] = self.calls_by_gpu.get(h, 0) + 1
         g = self.gpus[h]
-        if g.lost:
+        if g.lost or metric in g.lost_on:
             raise NVMLError_GpuIsLost()
         if metric in g.unsupported:
             raise NVMLError_NotSupported()
@@ -178,3 +191,61 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
         g = self._gpu(h, "processes")
         return [SimpleNamespace(pid=p, usedGpuMemory=m * 2**20) for p, m in g.processes]
+
+
+# A vLLM-shaped process tree: ``vllm serve … --port N --tensor-parallel-size K`` (the API
+# server) starts an engine process, which starts K GPU workers: the pids NVML lists are the
+# workers', two levels below the server. Real processes, so the parent chain is real.
+_WORKER = "import time; time.sleep(300)"
+_ENGINE = f"""
+import json, subprocess, sys
+workers = [subprocess.Popen([sys.executable, "-c", {_WORKER!r}]) for _ in range(int(sys.argv[1]))]
+print(json.dumps([w.pid for w in workers]), flush=True)
+for w in workers:
+    w.wait()
+"""
+_SERVER = f"""
+import subprocess, sys
+tp = sys.argv[sys.argv.index("--tensor-parallel-size") + 1]
+subprocess.Popen([sys.executable, "-c", {_ENGINE!r}, tp]).wait()
+"""
+
+
+@dataclass
+class ServerTree:
+    """A started fake server: its pid (what ``quantlab up`` would record) and its workers'."""
+
+    pid: int
+    workers: list[int]
+
+
+@contextmanager
+def vllm_like_server(port: int, tp: int) -> Iterator[ServerTree]:
+    """Start the tree in its own process group; the whole group is ended afterwards."""
+    cmd = [sys.executable, "-c", _SERVER, "vllm", "serve", "m", "--port", str(port)]
+    cmd += ["--tensor-parallel-size", str(tp)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        workers = json.loads(proc.stdout.readline())
+        yield ServerTree(proc.pid, workers)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def eight_gpu_rig(tp4: list[int], tp2: list[int]) -> FakeNvml:
+    """8 H100s: GPUs 0-3 hold a TP 4 server's workers, 4-5 a TP 2 server's, GPU 6 answers
+    its first call then says NVML_ERROR_GPU_IS_LOST (it fell off the bus), GPU 7 is idle."""
+    gpus = [
+        FakeGpu(util=90 + i, used_mib=61_000, power_mw=610_000, processes=[(pid, 60_000)])
+        for i, pid in enumerate(tp4)
+    ]
+    gpus += [
+        FakeGpu(util=70, used_mib=31_000, power_mw=420_000, temp=52, processes=[(pid, 30_000)])
+        for pid in tp2
+    ]
+    gpus.append(FakeGpu(lost_on={"memory", "power", "temp", "clocks", "processes"}))
+    gpus.append(FakeGpu(util=0, used_mib=0, power_mw=70_000, temp=31))
+    return FakeNvml(gpus)

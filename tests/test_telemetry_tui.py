@@ -142,5 +142,6 @@ async def test_many_gpus_in_little_room_take_one_line_each() -> None:
     app = TopApp([], hz=20)
     async with app.run_test(size=(100, 24)) as pilot:
         text = await _settle(pilot, app.query_one(TelemetryPane), 0.4)
-    rows = [ln for ln in text.splitlines() if ln[:2].strip().isdigit() and "H200" in ln]
+    assert "8 × NVIDIA H200" in text  # the shared name said once, above the lines
+    rows = [ln for ln in text.splitlines() if ln[:2].strip().isdigit() and "GiB" in ln]
     assert len(rows) == 8 and "70 %" in rows[7] and "19.5/80 GiB" in rows[7]

@@ -95,3 +95,15 @@ class ProcessMapper:
             except psutil.Error:
                 self._names[pid] = "?"
         return self._names[pid]
+
+
+def gpu_lanes(
+    gpus: Sequence[tuple[int, Sequence[int]]], lane_of: dict[int, str]
+) -> dict[int, list[str]]:
+    """GPU index -> the lanes whose processes hold it, servers first and "other" last: a
+    tensor-parallel server shows on every GPU its workers hold. ``gpus`` is (index, pids)."""
+    out: dict[int, list[str]] = {}
+    for index, pids in gpus:
+        lanes = {lane_of.get(pid, "other") for pid in pids}
+        out[index] = sorted(lanes, key=lambda lane: (lane == "other", lane))
+    return out

@@ -29,6 +29,9 @@ from quantlab.telemetry import nvml as nv
 
 #: Ring size: 5 minutes at 4 Hz.
 HISTORY = 1200
+#: Ring values are float32: 7 significant digits are more than any reading has, and half
+#: the bytes halve the UI snapshot's copy (measured in benchmarks/telemetry_cost.py).
+RING_DTYPE = np.float32
 #: Ring buffer columns: the fast-path metrics, then the GPM figure (held between its
 #: once-a-second samples so that every row has it).
 METRICS = ("util_pct", "mem_used_mib", "power_w", "temp_c", "sm_mhz", "mem_mhz", "sm_active_pct")
@@ -81,6 +84,13 @@ class GpuSnapshot:
     #: Hopper+ GPM figures (percent): "sm_active", "tensor_active", "dram_bw"; empty elsewhere.
     gpm: dict[str, float] = field(default_factory=dict)
     temp_slowdown_c: float | None = None
+    #: Where the figures come from: None for this host's NVML, else the remote host's name
+    #: (its dcgm-exporter's ``Hostname`` label, or the exporter URL's host).
+    host: str | None = None
+    uuid: str | None = None
+    #: How many samples the graphs span (the history's full length at its own rate), so
+    #: that a 1 Hz remote history and a 4 Hz local one cover the same minutes.
+    history_span: int = HISTORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +112,7 @@ class _Gpu:
         self.handle = handle
         self.name = name
         self.lost = False
-        self.ring = np.full((HISTORY, len(METRICS)), np.nan)
+        self.ring = np.full((HISTORY, len(METRICS)), np.nan, dtype=RING_DTYPE)
         self.pos = 0
         self.count = 0
         self.errors: dict[str, str] = {}
@@ -225,8 +235,9 @@ class GpuSampler:
     # -------------------------------------------------------------- sampling
 
     def _get(self, gpu: _Gpu, metric: str, fn: Any, *args: Any) -> Any:
-        """One getter; failures are remembered per metric (Not Supported: never again)."""
-        if metric in gpu.skip:
+        """One getter; failures are remembered per metric (Not Supported: never again). Once
+        the GPU is lost, nothing more is asked of it."""
+        if gpu.lost or metric in gpu.skip:
             return None
         try:
             value = fn(gpu.handle, *args)
@@ -260,24 +271,18 @@ class GpuSampler:
         return info.used / 2**20
 
     def _sample_gpu(self, gpu: _Gpu) -> None:
-        m = self._nvml
-        row = gpu.ring[gpu.pos]
-        row[:] = np.nan
+        """One GPU's fast path into the next ring row (written once, as a list: per-item
+        numpy writes cost more than the NVML calls). A GPU lost part way through leaves
+        no row: half a sample is no sample."""
+        m, nan = self._nvml, math.nan
         util = self._get(gpu, "util_pct", m.nvmlDeviceGetUtilizationRates)
         if gpu.lost:
             return
-        row[0] = np.nan if util is None else util.gpu
         mem = self._memory(gpu)
-        row[1] = np.nan if mem is None else mem
         power = self._get(gpu, "power_w", m.nvmlDeviceGetPowerUsage)
-        row[2] = np.nan if power is None else power / 1000
         temp = self._get(gpu, "temp_c", m.nvmlDeviceGetTemperature, m.NVML_TEMPERATURE_GPU)
-        row[3] = np.nan if temp is None else temp
         sm = self._get(gpu, "sm_mhz", m.nvmlDeviceGetClockInfo, m.NVML_CLOCK_SM)
-        row[4] = np.nan if sm is None else sm
         mc = self._get(gpu, "mem_mhz", m.nvmlDeviceGetClockInfo, m.NVML_CLOCK_MEM)
-        row[5] = np.nan if mc is None else mc
-        row[6] = gpu.gpm_values.get("sm_active", np.nan)
         limit = self._get(gpu, "power_limit_w", m.nvmlDeviceGetEnforcedPowerLimit)
         gpu.power_limit = None if limit is None else limit / 1000
         reasons_fn = getattr(m, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
@@ -294,6 +299,17 @@ class GpuSampler:
                 )
                 for p in procs
             ]
+        if gpu.lost:
+            return
+        gpu.ring[gpu.pos] = (
+            nan if util is None else util.gpu,
+            nan if mem is None else mem,
+            nan if power is None else power / 1000,
+            nan if temp is None else temp,
+            nan if sm is None else sm,
+            nan if mc is None else mc,
+            gpu.gpm_values.get("sm_active", nan),
+        )
         gpu.pos = (gpu.pos + 1) % HISTORY
         gpu.count += 1
 
@@ -394,12 +410,13 @@ class GpuSampler:
 
     @staticmethod
     def _snap(g: _Gpu) -> GpuSnapshot:
-        n = min(g.count, HISTORY)
-        order = np.arange(g.pos - n, g.pos) % HISTORY
-        hist = g.ring[order]
+        # Oldest first, by two slices (fancy indexing cost ~10x more, under the lock); the
+        # columns below are views of this fresh copy, so the sampler never writes into them.
+        hist = g.ring[: g.pos].copy() if g.count < HISTORY else ring_order(g.ring, g.pos)
         latest_row = g.ring[(g.pos - 1) % HISTORY] if g.count else np.full(len(METRICS), np.nan)
         latest = {
-            k: (None if np.isnan(v) else float(v)) for k, v in zip(METRICS, latest_row, strict=True)
+            k: (None if v != v else v)  # NaN is the one value not equal to itself
+            for k, v in zip(METRICS, latest_row.tolist(), strict=True)
         }
         warnings = _beyond_limits(g, latest)
         return GpuSnapshot(
@@ -414,11 +431,16 @@ class GpuSampler:
             throttle=list(g.throttle),
             processes=list(g.processes),
             errors=dict(g.errors),
-            history={k: hist[:, i].copy() for i, k in enumerate(METRICS)},
+            history={k: hist[:, i] for i, k in enumerate(METRICS)},
             warnings=warnings,
             gpm=dict(g.gpm_values),
             temp_slowdown_c=g.temp_slowdown,
         )
+
+
+def ring_order(ring: np.ndarray, pos: int) -> np.ndarray:
+    """A full ring's rows oldest first (``pos`` is the next row to write), as a new array."""
+    return np.concatenate((ring[pos:], ring[:pos]))
 
 
 def _beyond_limits(g: _Gpu, latest: dict[str, float | None]) -> list[str]:

@@ -76,7 +76,7 @@ def _first(values: dict[str, float], names: Sequence[str]) -> float | None:
     return None
 
 
-def _why(exc: BaseException) -> str:
+def why_unreachable(exc: BaseException) -> str:
     """A person's words for a failed scrape."""
     if isinstance(exc, httpx.TimeoutException):
         return "unreachable: timed out"
@@ -160,7 +160,7 @@ class ServerStatsScraper:
         try:
             r = await self._http.get(url + "/metrics")
         except httpx.HTTPError as exc:
-            return ServerStats(lane=ep.name, error=_why(exc))
+            return ServerStats(lane=ep.name, error=why_unreachable(exc))
         except RuntimeError as exc:  # the client was closed under us (shutting down)
             return ServerStats(lane=ep.name, error=f"not scraped: {exc}")
         if r.status_code == 404:

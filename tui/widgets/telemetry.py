@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,18 +28,22 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from quantlab.records import Endpoint
+from quantlab.telemetry.dcgm import DcgmScraper
 from quantlab.telemetry.host import HostSampler
-from quantlab.telemetry.processes import ProcessMapper
-from quantlab.telemetry.sampler import GpuSampler, TelemetrySnapshot
+from quantlab.telemetry.processes import ProcessMapper, gpu_lanes
+from quantlab.telemetry.sampler import HISTORY, GpuSampler, GpuSnapshot, TelemetrySnapshot
 from quantlab.telemetry.server_stats import ServerStats, ServerStatsScraper
 from quantlab.telemetry.trace import TraceRecorder, trace_point
 from tui.widgets.telemetry_draw import (
+    common_name,
     gpu_block,
     gpu_line,
     host_line,
+    line_label,
     notes,
     process_lines,
     server_lines,
+    side_by_side,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +51,12 @@ if TYPE_CHECKING:
 
 #: Seconds of generation tokens/s kept per server for its sparkline.
 SERVER_HISTORY = 60
+
+
+#: The host label of this machine's GPUs when remote ones are shown beside them.
+LOCAL = "local"
+#: Narrowest GPU block worth putting beside another (bar, value and a 40-column graph).
+MIN_COLUMN_W = 80
 
 
 def gpu_rows_per_gpu(graph_rows: int) -> int:
@@ -59,6 +70,28 @@ def choose_graph_rows(height: int, gpus: int, other_lines: int) -> int:
         if gpus * gpu_rows_per_gpu(rows) + other_lines <= height:
             return rows
     return 1 if gpus <= 2 else 0
+
+
+def plan_layout(
+    height: int, width: int, gpus: int, fixed: int, procs: int
+) -> tuple[int, int, bool]:
+    """(columns, graph rows, compact processes) so that everything fits in ``height``.
+
+    Graphs first: the tallest that fit, one column before two (two only when each gets
+    ``MIN_COLUMN_W``); then one line a GPU. ``fixed`` counts the lines besides the GPUs and
+    the process table (``procs`` lines with its gap); when room is short the table shrinks
+    to its one "GPU memory by lane" line. Rows 0 means one line a GPU."""
+    compact_len = 2 if procs else 0
+    max_cols = 2 if gpus >= 2 and width >= 2 * MIN_COLUMN_W + 2 else 1
+    for procs_len, compact in ((procs, False), (compact_len, True)):
+        for rows in (4, 3, 2, 1):
+            for cols in range(1, max_cols + 1):
+                if -(-gpus // cols) * gpu_rows_per_gpu(rows) + fixed + procs_len <= height:
+                    return cols, rows, compact
+    for procs_len, compact in ((procs, False), (compact_len, True)):
+        if gpus + 1 + fixed + procs_len <= height:
+            return 1, 0, compact
+    return (1, 1, True) if gpus <= 2 else (1, 0, True)
 
 
 class TelemetryPane(VerticalScroll):
@@ -90,6 +123,8 @@ class TelemetryPane(VerticalScroll):
         self.mapper = ProcessMapper(self.endpoints)
         self.host = HostSampler(self.endpoints)
         self.scraper = ServerStatsScraper(self.endpoints) if self.endpoints else None
+        remote = [e for e in self.endpoints if e.dcgm_url]
+        self.dcgm = DcgmScraper(remote, span_s=HISTORY / hz) if remote else None
         self.stats: dict[str, ServerStats] = {}
         self.trace = TraceRecorder(every_s=1.0, batch=10)
         self.last: TelemetrySnapshot | None = None
@@ -110,15 +145,19 @@ class TelemetryPane(VerticalScroll):
         self.set_interval(1 / self.hz, self.refresh_view)
         if self.scraper is not None:
             self._scrape()
+        if self.dcgm is not None:
+            self._scrape_dcgm()
         self.refresh_view()
 
     async def on_unmount(self) -> None:
         self.workers.cancel_group(self, "scrape")
+        self.workers.cancel_group(self, "dcgm")
         if self._own_sampler:
             self.sampler.stop()
-        if self.scraper is not None:
-            with contextlib.suppress(Exception):
-                await self.scraper.aclose()
+        for client in (self.scraper, self.dcgm):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
         self._write_trace(self.trace.flush())
 
     @work(exclusive=True, group="scrape", exit_on_error=False)
@@ -137,14 +176,44 @@ class TelemetryPane(VerticalScroll):
                 del hist[:-SERVER_HISTORY]
             await asyncio.sleep(1.0)
 
+    @work(exclusive=True, group="dcgm", exit_on_error=False)
+    async def _scrape_dcgm(self) -> None:
+        """Remote GPUs from each named dcgm-exporter, once a second, apart from the servers'
+        scrape so that a slow exporter never delays the servers' stats."""
+        assert self.dcgm is not None
+        while self.is_mounted:
+            try:
+                await self.dcgm.poll()
+            except Exception:
+                return
+            await asyncio.sleep(1.0)
+
     def _lanes_of(self, snap: TelemetrySnapshot) -> dict[int, str]:
         return {p.pid: self.mapper.lane_of(p.pid) for g in snap.gpus for p in g.processes}
+
+    def _gpus_shown(
+        self, snap: TelemetrySnapshot, lanes_of: dict[int, str]
+    ) -> tuple[list[GpuSnapshot], list[list[str]], list[str]]:
+        """Local GPUs with the lanes holding them, then remote ones (labelled by host, with
+        ``~lane`` for the lanes on that host), and a line for each exporter with no GPUs."""
+        held = gpu_lanes([(g.index, [p.pid for p in g.processes]) for g in snap.gpus], lanes_of)
+        gpus = list(snap.gpus)
+        lanes = [held.get(g.index, []) for g in gpus]
+        problems: list[str] = []
+        if self.dcgm is not None:
+            gpus = [dataclasses.replace(g, host=LOCAL) for g in gpus]  # beside remote hosts
+            for g, on_host in self.dcgm.gpus():
+                gpus.append(g)
+                lanes.append([f"~{lane}" for lane in on_host])
+            problems = self.dcgm.problems()
+        return gpus, lanes, problems
 
     def refresh_view(self) -> None:
         snap = self.sampler.snapshot()
         self.last = snap
         lanes_of = self._lanes_of(snap)
         names_of = {p: self.mapper.name_of(p) for p in lanes_of}
+        gpus, lanes, problems = self._gpus_shown(snap, lanes_of)
         region = self.scrollable_content_region
         width = max(40, region.width - 1)
         procs = process_lines(snap, lanes_of, names_of)
@@ -153,23 +222,45 @@ class TelemetryPane(VerticalScroll):
             if self.endpoints
             else []
         )
-        # Lines besides the GPUs: each section, its blank line after, host, notes (2).
-        other = (len(procs) + 1 if procs else 0) + (len(servers) + 1 if servers else 0) + 4
+        note = notes(snap, 1 / self.sampler.period, remote=len(gpus) > len(snap.gpus))
+        # Lines besides the GPU rows: the GPU section's own lines and gap, the servers and
+        # their gap, host and its gap, the notes as wrapped.
+        head = (1 if snap.unavailable else 0) + len(problems)
+        fixed = head + 1 + (len(servers) + 1 if servers else 0) + 2 + -(-note.cell_len // width)
+        cols, rows, compact = plan_layout(
+            region.height, width, len(gpus), fixed, len(procs) + 1 if procs else 0
+        )
+        if compact:
+            procs = procs[-1:]
+        lines: list[Text] = []
         if snap.unavailable:
-            self._show("tele-gpus", Text(snap.unavailable, style="yellow"))
+            lines.append(Text(snap.unavailable, style="yellow"))
+        lines += [Text(p, style="yellow", no_wrap=True, overflow="ellipsis") for p in problems]
+        if gpus and rows == 0:
+            name = common_name(gpus)
+            if name:
+                lines.append(Text(f"{len(gpus)} × {name}", style="bold cyan"))
+            label_w = max(len(line_label(g)) for g in gpus)
+            lane_w = min(11, max(4, *(len("+".join(held)) for held in lanes)))
+            lines += [
+                gpu_line(g, width, held, label_w=label_w, lane_w=lane_w, show_name=name is None)
+                for g, held in zip(gpus, lanes, strict=True)
+            ]
+        elif cols == 1:
+            for g, held in zip(gpus, lanes, strict=True):
+                lines += gpu_block(g, width, rows, held)
         else:
-            rows = choose_graph_rows(region.height, len(snap.gpus), other)
-            lines: list[Text] = []
-            for g in snap.gpus:
-                lines += gpu_block(g, width, rows) if rows else [gpu_line(g, width)]
-            self._show("tele-gpus", Group(*lines))
+            col_w = (width - 2 * (cols - 1)) // cols
+            blocks = [gpu_block(g, col_w, rows, held) for g, held in zip(gpus, lanes, strict=True)]
+            lines += side_by_side(blocks, cols, col_w)
+        self._show("tele-gpus", Group(*lines))
         self.query_one("#tele-procs").set_class(not procs, "-empty")
         self._show("tele-procs", Group(*procs))
         if servers:
             self._show("tele-servers", Group(*servers))
         host = self.host.sample()
         self._show("tele-host", host_line(host, width))
-        self._show("tele-note", notes(snap, 1 / self.sampler.period))
+        self._show("tele-note", note)
         batch = self.trace.offer(lambda: trace_point(snap, self.stats, host, lanes_of))
         if batch:
             self._write_trace(batch)

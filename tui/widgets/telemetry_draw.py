@@ -51,10 +51,18 @@ def binned(values: np.ndarray, columns: int, span: int = HISTORY) -> np.ndarray:
     return out
 
 
-def graph(values: np.ndarray, columns: int, rows: int, top: float | None, style: str) -> list[Text]:
+def graph(
+    values: np.ndarray,
+    columns: int,
+    rows: int,
+    top: float | None,
+    style: str,
+    span: int = HISTORY,
+) -> list[Text]:
     """A filled area graph ``rows`` high (eighth-block resolution), top row first. ``top``
-    is the full scale (the card's limit, 100 %), else the largest value shown."""
-    v = binned(values, columns)
+    is the full scale (the card's limit, 100 %), else the largest value shown; ``span`` is
+    how many samples the full width covers."""
+    v = binned(values, columns, span)
     finite = v[~np.isnan(v)]
     scale = top if top else (float(finite.max()) if finite.size else 0.0)
     eighths = np.zeros(columns, dtype=int)
@@ -156,14 +164,41 @@ def _metrics(g: GpuSnapshot) -> list[_Metric]:
     ]
 
 
-def gpu_header(g: GpuSnapshot, width: int) -> Text:
-    """``GPU 0 NVIDIA H100 80GB HBM3  45 °C  clock limits: power cap  SM active 43 %  SM 1,980
-    · mem 2,619 MHz``: what limits the GPU comes before the clocks, which crop first."""
+def short_host(host: str, width: int = 12) -> str:
+    """A host name short enough for a label: its first DNS label, cut to ``width``."""
+    first = host.split(".")[0] if not host.replace(".", "").isdigit() else host
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+def gpu_label(g: GpuSnapshot) -> str:
+    """``GPU 3`` here, ``node-7 GPU 3`` on a remote host (its dcgm-exporter)."""
+    return f"GPU {g.index}" if g.host is None else f"{short_host(g.host)} GPU {g.index}"
+
+
+def _append_lanes(t: Text, lanes: Sequence[str], lost: bool = False) -> None:
+    if not lanes:
+        return
+    t.append("  was held by " if lost else "  ▸ ", style="dim")
+    for i, lane in enumerate(lanes):
+        if i:
+            t.append(", ", style="dim")
+        t.append(lane, style="dim" if lane == "other" else "bold magenta")
+
+
+def gpu_header(g: GpuSnapshot, width: int, lanes: Sequence[str] = ()) -> Text:
+    """``GPU 0 NVIDIA H100 80GB HBM3  ▸ bf16  45 °C  clock limits: power cap  SM active 43 %
+    SM 1,980 · mem 2,619 MHz``: the lane holding the GPU, then what limits the GPU, before
+    the clocks, which crop first."""
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"GPU {g.index} ", style="bold")
+    t.append(f"{gpu_label(g)} ", style="bold")
     t.append(g.name, style="bold cyan")
     if g.lost:
         t.append("  " + g.errors.get("device", "GPU lost"), style="bold red")
+        _append_lanes(t, lanes, lost=True)
+        return t
+    _append_lanes(t, lanes)
+    if g.host is not None and "unreachable" in g.errors:
+        t.append("  " + g.errors["unreachable"], style="bold yellow")
         return t
     latest, err = g.latest, g.errors
     temp = latest.get("temp_c")
@@ -219,16 +254,20 @@ def _summary_cell(m: _Metric, row: int, rows: int) -> str:
     return f"{cell[: LEFT_W - 1]:<{LEFT_W}}"
 
 
-def gpu_block(g: GpuSnapshot, width: int, rows: int) -> list[Text]:
+def gpu_block(g: GpuSnapshot, width: int, rows: int, lanes: Sequence[str] = ()) -> list[Text]:
     """A GPU as a header and three metrics (utilization, memory, power), each with a bar,
     its value and a ``rows``-high history graph to the right edge."""
-    lines = [gpu_header(g, width)]
+    lines = [gpu_header(g, width, lanes)]
     if g.lost:
         return lines
     graph_w = max(0, width - LEFT_W)
     for m in _metrics(g):
         rows_m = rows if m.value is not None and graph_w >= 8 else 1
-        plot = graph(m.history, graph_w, rows_m, m.top, m.style) if m.value is not None else []
+        plot = (
+            graph(m.history, graph_w, rows_m, m.top, m.style, g.history_span)
+            if m.value is not None
+            else []
+        )
         for r in range(rows_m):
             line = Text(no_wrap=True, overflow="crop")
             if r == rows_m - 1:  # label, bar and value on the bottom row, by the baseline
@@ -248,14 +287,43 @@ def gpu_block(g: GpuSnapshot, width: int, rows: int) -> list[Text]:
     return lines
 
 
-def gpu_line(g: GpuSnapshot, width: int) -> Text:
-    """A GPU in one line, for many GPUs in little height."""
+def common_name(gpus: Sequence[GpuSnapshot]) -> str | None:
+    """The model name when every GPU shown has the same one (said once, above the lines)."""
+    names = {g.name for g in gpus}
+    return names.pop() if len(names) == 1 and len(gpus) > 1 else None
+
+
+def line_label(g: GpuSnapshot) -> str:
+    """The index column of one-line rows: ``3`` here, ``node-7:3`` on a remote host."""
+    return str(g.index) if g.host is None else f"{short_host(g.host, 10)}:{g.index}"
+
+
+def gpu_line(
+    g: GpuSnapshot,
+    width: int,
+    lanes: Sequence[str] = (),
+    *,
+    label_w: int = 1,
+    lane_w: int = 0,
+    show_name: bool = True,
+) -> Text:
+    """A GPU in one line, for many GPUs in little height: index (host:index when remote),
+    the lane holding it, utilization, memory, power, temperature, then a utilization
+    sparkline and clock limits with what room is left. Fits 80 columns without the name."""
     t = Text(no_wrap=True, overflow="crop")
-    short = g.name.replace("NVIDIA ", "").replace("GeForce ", "")
-    t.append(f"{g.index} ", style="bold")
-    t.append(f"{short[:14]:<14} ", style="cyan")
+    t.append(f"{line_label(g):<{label_w}} ", style="bold")
+    if show_name:
+        short = g.name.replace("NVIDIA ", "").replace("GeForce ", "")
+        t.append(f"{short[:14]:<14} ", style="cyan")
+    if lane_w:
+        held = "+".join(lanes) if lanes else "–"
+        held = held if len(held) <= lane_w else held[: lane_w - 1] + "…"
+        t.append(f"{held:<{lane_w}} ", style="dim" if held in ("–", "other") else "bold magenta")
     if g.lost:
         t.append(g.errors.get("device", "GPU lost"), style="bold red")
+        return t
+    if g.host is not None and "unreachable" in g.errors:
+        t.append(g.errors["unreachable"], style="yellow")
         return t
     util, mem, power = _metrics(g)
     for m, w in ((util, 6), (mem, 6)):
@@ -267,15 +335,36 @@ def gpu_line(g: GpuSnapshot, width: int) -> Text:
     room = width - t.cell_len - 1
     limits = ", ".join(w for w in g.throttle if w != "idle")
     if room > 12:
-        spark_w = max(0, room - (len(limits) + 1 if limits else 0))
+        spark_w = max(0, min(60, room - (len(limits) + 1 if limits else 0)))
         if spark_w >= 6:
-            t.append_text(graph(util.history, spark_w, 1, 100.0, UTIL_STYLE)[0])
+            spark = graph(util.history, spark_w, 1, 100.0, UTIL_STYLE, g.history_span)[0]
+            t.append_text(spark)
             t.append(" ")
     if limits:
         t.append(limits, style="yellow")
     if g.warnings:
         t.append(f" ⚠ {g.warnings[0]}", style="yellow")
     return t
+
+
+def side_by_side(blocks: Sequence[Sequence[Text]], columns: int, col_w: int) -> list[Text]:
+    """GPU blocks laid out ``columns`` across (each ``col_w`` wide, two spaces between),
+    row by row: 8 GPUs on a wide screen keep graphs without scrolling."""
+    out: list[Text] = []
+    for start in range(0, len(blocks), columns):
+        group = blocks[start : start + columns]
+        height = max(len(b) for b in group)
+        for r in range(height):
+            line = Text(no_wrap=True, overflow="crop")
+            for c, block in enumerate(group):
+                cell = block[r].copy() if r < len(block) else Text("")
+                cell.no_wrap = True
+                cell.truncate(col_w, overflow="ellipsis", pad=c < len(group) - 1)
+                if c:
+                    line.append("  ")
+                line.append_text(cell)
+            out.append(line)
+    return out
 
 
 def process_lines(
@@ -372,9 +461,11 @@ def host_line(h: HostStats, width: int) -> Text:
     return t
 
 
-def notes(snap: TelemetrySnapshot, hz: float) -> Text:
+def notes(snap: TelemetrySnapshot, hz: float, *, remote: bool = False) -> Text:
     """What the figures mean, said once under them."""
     t = Text(style="dim", overflow="fold")
+    if remote:
+        t.append("remote GPUs: their host's dcgm-exporter, 1 Hz; ~lane: a lane on that host · ")
     if snap.unavailable:
         return t
     t.append("util = share of time any kernel ran, not how full the SMs are")
