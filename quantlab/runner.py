@@ -617,6 +617,7 @@ class Runner:
                     finish_reason=result.finish_reason,
                     lane=lane,
                     max_tokens=job.params.max_tokens,
+                    cut_off=result.cut_off,
                 )
                 if lane == self.reference:
                     ref_text[lane] = result.text
