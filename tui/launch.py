@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from quantlab.config import Config, ConfigError, load_config, resolve_endpoints
+from quantlab.config import Config, ConfigError, client_limits, load_config, resolve_endpoints
 from quantlab.session import SessionBusy, SessionError, SessionStore, default_session_path
 
 PROG = "quantlab"
@@ -63,6 +63,7 @@ def chat(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(getattr(args, "config", None))
+        limits = client_limits(args, config)
         pair = _needs_local_pair(args, config)
         setup = None if pair else resolve_endpoints(args, config)
     except ConfigError as exc:
@@ -97,6 +98,7 @@ def chat(args: argparse.Namespace) -> int:
         themes=themes,
         freeze_gc=True,
         telemetry_hz=config.telemetry_hz,
+        limits=limits,
     )
     try:
         with _quit_on_signals(app):
