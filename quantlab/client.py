@@ -252,6 +252,9 @@ class _Stream:
             text = delta.get("content") if isinstance(delta, dict) else None
             if text and isinstance(text, str):
                 self.add_text(text, now)
+                if self.token_cap is not None and len(self.parts) > self.token_cap:
+                    self.cut(self.chunk_cap_reason())
+                    return True
             if choice.get("finish_reason") is not None:
                 self.finish = str(choice["finish_reason"])
         usage = obj.get("usage")
@@ -266,6 +269,13 @@ class _Stream:
         if isinstance(timings, dict):
             self.timings = timings
         return False
+
+    def chunk_cap_reason(self) -> str:
+        cap = self.token_cap or 0
+        return (
+            f"over {cap} content chunks for max_tokens {(cap - 64) // 2} "
+            "(the server ignores max_tokens?)"
+        )
 
     def cut(self, why: str) -> None:
         """Stop a runaway answer: keep what came, say why (the lane is not failed)."""
@@ -587,10 +597,7 @@ class LaneClient:
                         if on_text is not None:
                             on_text(text)
                         if len(parts) > max_chunks:
-                            st.cut(
-                                f"over {max_chunks} content chunks for max_tokens "
-                                f"{(max_chunks - 64) // 2} (the server ignores max_tokens?)"
-                            )
+                            st.cut(st.chunk_cap_reason())
                             stop = True
                             break
                     elif st.event(payload, last):
