@@ -66,6 +66,19 @@ def safe_same_length(text: str) -> str:
     return _UNSAFE.sub(_picture, text)
 
 
+#: What JSON encoders leave raw (C1 controls, DEL, bidi controls) but a terminal acts on.
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(doc: str) -> str:
+    """A JSON document's text with the characters a terminal would act on written as
+    ``\\uXXXX`` escapes. Such characters can only sit inside JSON strings, so the document
+    decodes to exactly the same values: JSON keeps the exact text, terminals are safe."""
+    if not _JSON_RAW.search(doc):
+        return doc
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", doc)
+
+
 def has_unsafe(text: str) -> bool:
     """True when :func:`safe_text` would change ``text``."""
     return _UNSAFE.search(text) is not None

@@ -24,7 +24,7 @@ from quantlab.progress_line import ProgressLine
 from quantlab.records import Endpoint, Exchange, LaneError
 from quantlab.reports import analysis, brief, csv_export, json_export, md
 from quantlab.session import Session
-from quantlab.textsafe import has_unsafe, safe_line, safe_same_length, safe_text
+from quantlab.textsafe import has_unsafe, json_safe, safe_line, safe_same_length, safe_text
 from tui.widgets.compare import CompareView
 from tui.widgets.stream_view import StreamView
 
@@ -94,9 +94,26 @@ def test_md_brief_and_csv_reports_never_hold_a_raw_control_but_json_is_exact() -
     rows = list(csv.DictReader(io.StringIO(csv_export.render(s))))
     outputs = [r["output"] for r in rows]
     assert safe_text(HOSTILE) in outputs
-    assert HOSTILE in json_export.render(a) or orjson.dumps(HOSTILE).decode() in (
-        json_export.render(a)
-    )
+    doc = json_export.render(a)
+    assert not RAW.search(doc.replace("\n", ""))  # a terminal is safe from the JSON too
+    assert HOSTILE in _strings(orjson.loads(doc))  # and it decodes to the exact text
+
+
+def _strings(v: object) -> list[str]:
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, dict):
+        return [s for x in v.values() for s in _strings(x)]
+    if isinstance(v, list):
+        return [s for x in v for s in _strings(x)]
+    return []
+
+
+def test_json_safe_escapes_what_encoders_leave_raw_and_decodes_the_same() -> None:
+    raw = orjson.dumps({"text": HOSTILE}).decode()
+    assert RAW.search(raw)  # orjson leaves C1 and bidi controls raw
+    safe = json_safe(raw)
+    assert not RAW.search(safe) and orjson.loads(safe) == {"text": HOSTILE}
 
 
 def test_the_progress_line_shows_a_hostile_status_visibly() -> None:

@@ -27,7 +27,7 @@ from quantlab.fanout import Conversation, fanout, lane_results
 from quantlab.limits import ClientLimits
 from quantlab.machine import machine_facts
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
-from quantlab.textsafe import safe_line, safe_text
+from quantlab.textsafe import json_safe, safe_line, safe_text
 
 GAP = "   "
 MIN_COLUMN = 28  # narrower than this, lanes are stacked instead
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         _save(args.session, endpoints, exchange)
     if args.json:
         out = {"wall_ms": exchange.wall_ms, "lanes": lane_results(exchange)}
-        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        sys.stdout.write(json_safe(orjson.dumps(out).decode()) + "\n")
     else:
         width = shutil.get_terminal_size((100, 24)).columns
         sys.stdout.write(render(exchange, endpoints, width))
