@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from standin import Reply, StandIn
 
@@ -202,3 +203,28 @@ async def test_a_late_usage_chunk_is_not_part_of_e2e(standin: StandIn) -> None:
     assert t.e2e_ms < 550
     assert t.tpot_ms == pytest.approx((t.e2e_ms - t.ttft_ms) / 3, rel=1e-3)
     assert t.tokens_per_s is not None and t.tokens_per_s > 1000 / 550 * 3
+
+
+def test_ask_with_a_short_stall_timeout_fails_a_hung_lane_fast_and_says_why() -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as sock, StandIn(Reply(tokens=["fine"])) as ok:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        hung = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        started = time.monotonic()
+        flags = ["--endpoint", f"ok={ok.url}", "--endpoint", f"hung={hung}"]
+        flags += ["--stall-timeout", "0.5", "--json"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "quantlab", "ask", *flags, "hi"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stderr
+    lanes = {lane["name"]: lane for lane in orjson.loads(proc.stdout)["lanes"]}
+    assert lanes["ok"]["error"] is None and lanes["ok"]["text"] == "fine"
+    assert "no bytes for 0.5 s after the request" in lanes["hung"]["error"]
+    assert took < 60
