@@ -59,7 +59,8 @@ async def run_quantlab(url: str, n: int, state: dict[str, object]) -> int:
     assert isinstance(client, LaneClient)
     r = await client.chat(MESSAGES, SamplingParams(max_tokens=n + 10))
     assert r.error is None, r.error
-    return len(r.timing.itl_ms) + 1
+    # ITL gaps run between all chunks with choices (role, n content, finish): n + 1 gaps.
+    return len(r.timing.itl_ms) - 1
 
 
 async def run_openai(url: str, n: int, state: dict[str, object]) -> int:

@@ -49,6 +49,31 @@ def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
         "--config", metavar="PATH", default=d, help="quantlab.toml (default: ./quantlab.toml)"
     )
     p.add_argument("--theme", default=d, help="theme name (a file in themes/)")
+    limits = p.add_argument_group("server limits (default: [client] in quantlab.toml)")
+    limits.add_argument(
+        "--connect-timeout", type=float, metavar="S", default=d, help="seconds to connect (10)"
+    )
+    limits.add_argument(
+        "--stall-timeout",
+        type=float,
+        metavar="S",
+        default=d,
+        help="seconds without a byte from a server before its lane fails (60)",
+    )
+    limits.add_argument(
+        "--total-timeout",
+        type=float,
+        metavar="S",
+        default=d,
+        help="seconds one answer may take in all (600)",
+    )
+    limits.add_argument(
+        "--max-answer-bytes",
+        type=int,
+        metavar="N",
+        default=d,
+        help="stream bytes read per answer before quantlab cuts it off (8 MiB)",
+    )
 
 
 def _resolve(target: str) -> object:

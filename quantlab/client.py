@@ -16,10 +16,12 @@ import asyncio
 import errno
 import ipaddress
 import itertools
+import json
 import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ import httpx
 import orjson
 
 from quantlab.backends import Probe, detect, for_endpoint
+from quantlab.limits import ClientLimits, token_cap
 from quantlab.records import Endpoint, LaneError, LaneResult, SamplingParams
 from quantlab.sse import DONE, SSEParser
 
@@ -117,21 +120,30 @@ class _NoAnswer(Exception):
 
 
 class _Stream:
-    """Per-request state for the rare events; the hot loop keeps its own locals."""
+    """Per-request state for the rare events; the hot loop keeps its own locals.
+
+    ``arrivals`` holds the arrival time of every chunk with choices (vLLM's benchmark
+    times those); ``parts`` the non-empty content pieces, one per content chunk.
+    """
 
     __slots__ = (
         "arrivals",
+        "bad_utf8",
+        "cut_off",
         "done",
         "error",
         "finish",
+        "first_content",
         "model",
+        "notes",
         "on_text",
         "parts",
         "timings",
+        "token_cap",
         "usage",
     )
 
-    def __init__(self, on_text: Callable[[str], None] | None) -> None:
+    def __init__(self, on_text: Callable[[str], None] | None, token_cap: int | None) -> None:
         self.arrivals: list[int] = []
         self.parts: list[str] = []
         self.on_text = on_text
@@ -141,12 +153,23 @@ class _Stream:
         self.timings: dict[str, Any] | None = None
         self.error: LaneError | None = None
         self.model: str | None = None
+        self.first_content: int | None = None
+        self.cut_off: str | None = None
+        self.token_cap = token_cap
+        self.notes: list[str] = []
+        self.bad_utf8 = 0  # data lines that held invalid UTF-8 (decoded with U+FFFD)
+
+    def add_text(self, text: str, now: int) -> None:
+        if self.first_content is None:
+            self.first_content = now
+        self.parts.append(text)
+        if self.on_text is not None:
+            self.on_text(text)
 
     def whole_answer(self, body: bytes, now: int) -> None:
         """A non-streamed chat completion: the whole text arrives as one chunk."""
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
+        obj = self._loads(body)
+        if obj is None:
             self.error = LaneError("protocol", f"answer is neither SSE nor JSON: {body[:120]!r}")
             return
         choices = obj.get("choices") if isinstance(obj, dict) else None
@@ -155,13 +178,11 @@ class _Stream:
             if self.error is None:
                 self.error = LaneError("protocol", f"no choices in the answer: {body[:120]!r}")
             return
+        self.arrivals.append(now)
         message = choices[0].get("message") or {}
         text = message.get("content") if isinstance(message, dict) else None
         if isinstance(text, str) and text:
-            self.arrivals.append(now)
-            self.parts.append(text)
-            if self.on_text is not None:
-                self.on_text(text)
+            self.add_text(text, now)
         if choices[0].get("finish_reason") is not None:
             self.finish = str(choices[0]["finish_reason"])
         self.done = True
@@ -172,11 +193,36 @@ class _Stream:
         if isinstance(obj.get("model"), str):
             self.model = obj["model"]
 
+    def _loads(self, payload: bytes) -> Any:
+        """JSON of a payload, or None. Invalid UTF-8 is decoded with U+FFFD (and counted)
+        rather than failing the lane: one bad byte must not drop the rest of an answer."""
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            fixed = payload.decode("utf-8", "replace")
+        else:
+            fixed = None
+        try:
+            if fixed is not None:
+                obj = orjson.loads(fixed)
+                self.bad_utf8 += 1
+                return obj
+            # orjson refuses lone surrogate escapes ("\ud800"); the stdlib takes them and
+            # the session store cleans them at save time.
+            obj = json.loads(payload)
+            self.bad_utf8 += 1
+            return obj
+        except (ValueError, RecursionError):
+            return None
+
     def event(self, payload: bytes, now: int) -> bool:
         """Apply any event the fast path did not take. Returns True to stop reading."""
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+        obj = self._loads(payload)
+        if obj is None:
             if payload.strip() == DONE:
                 self.done = True
                 return False
@@ -202,48 +248,81 @@ class _Stream:
             if not isinstance(choice, dict):
                 self.error = LaneError("protocol", f"choice is not an object: {choice!r:.120}")
                 return True
+            self.arrivals.append(now)
             delta = choice.get("delta") or {}
             text = delta.get("content") if isinstance(delta, dict) else None
             if text and isinstance(text, str):
-                self.arrivals.append(now)
-                self.parts.append(text)
-                if self.on_text is not None:
-                    self.on_text(text)
+                self.add_text(text, now)
+                if self.token_cap is not None and len(self.parts) > self.token_cap:
+                    self.cut(self.chunk_cap_reason())
+                    return True
             if choice.get("finish_reason") is not None:
                 self.finish = str(choice["finish_reason"])
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
+            tokens = usage.get("completion_tokens")
+            cap = self.token_cap
+            if cap is not None and isinstance(tokens, int) and tokens > cap and not self.finish:
+                self.cut(f"usage says {tokens} output tokens, over the cap of {cap}")
+                return True
         timings = obj.get("timings")
         if isinstance(timings, dict):
             self.timings = timings
         return False
 
+    def chunk_cap_reason(self) -> str:
+        cap = self.token_cap or 0
+        return (
+            f"over {cap} content chunks for max_tokens {(cap - 64) // 2} "
+            "(the server ignores max_tokens?)"
+        )
+
+    def cut(self, why: str) -> None:
+        """Stop a runaway answer: keep what came, say why (the lane is not failed)."""
+        self.cut_off = f"cut off by quantlab: {why}"
+
 
 class LaneClient:
     """One endpoint's connection: discovery, streamed chat with timing, token counting.
 
-    ``read_timeout``: seconds the server may stay silent mid-answer before the lane fails
-    with kind "timeout"; ``total_timeout``: optional cap on a whole answer.
+    ``limits`` (:class:`~quantlab.limits.ClientLimits`): connect, stall (no bytes for N s)
+    and total timeouts, and the byte cap of one answer. The older keyword arguments
+    ``read_timeout`` (the stall timeout), ``connect_timeout`` and ``total_timeout``
+    override the matching limit when given.
     """
 
     def __init__(
         self,
         endpoint: Endpoint,
         *,
-        read_timeout: float = 120.0,
-        connect_timeout: float = 10.0,
+        limits: ClientLimits | None = None,
+        read_timeout: float | None = None,
+        connect_timeout: float | None = None,
         total_timeout: float | None = None,
         max_connections: int = 64,
     ) -> None:
+        limits = limits or ClientLimits()
+        changes: dict[str, Any] = {}
+        if read_timeout is not None:
+            changes["stall_s"] = read_timeout
+        if connect_timeout is not None:
+            changes["connect_s"] = connect_timeout
+        if total_timeout is not None:
+            changes["total_s"] = total_timeout
+        self.limits = replace(limits, **changes) if changes else limits
         self.endpoint = endpoint
-        self.read_timeout = read_timeout
-        self.connect_timeout = connect_timeout
-        self.total_timeout = total_timeout
+        self.read_timeout = self.limits.stall_s
+        self.connect_timeout = self.limits.connect_s
+        self.total_timeout = self.limits.total_s
         base = endpoint.base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=base,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            # read/write: the stall timeout (httpx times each socket read); a wait for a
+            # pooled connection is bounded by the total timeout instead.
+            timeout=httpx.Timeout(
+                self.limits.stall_s, connect=self.limits.connect_s, pool=self.limits.total_s
+            ),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
@@ -375,8 +454,11 @@ class LaneClient:
         """Stream one answer. Errors come back on ``result.error``; cancellation raises."""
         ep = self.endpoint
         result = LaneResult(lane=ep.name, model=ep.model)
-        content = orjson.dumps(self.build_body(messages, params, extra_body))
-        st = _Stream(on_text)
+        body = self.build_body(messages, params, extra_body)
+        content = orjson.dumps(body)
+        asked = body.get("max_completion_tokens", body.get("max_tokens"))
+        st = _Stream(on_text, token_cap(asked if isinstance(asked, int) else None))
+        stall = self.limits.stall_s
         t0 = time.perf_counter_ns()
         last = t0
         try:
@@ -395,13 +477,17 @@ class LaneClient:
             st.error = LaneError("timeout", f"no complete answer within {self.total_timeout:g} s")
         except httpx.ConnectTimeout as exc:
             st.error = LaneError(
-                "connect", f"{ep.base_url}: connect timed out (unreachable?) {_describe(exc)}"
+                "connect",
+                f"{ep.base_url}: could not connect within {self.connect_timeout:g} s "
+                f"(unreachable?) {_describe(exc)}",
             )
         except httpx.TimeoutException as exc:
             last = time.perf_counter_ns()
-            what = "no answer" if not st.arrivals else "the stream stalled"
+            when = "after the request" if not st.arrivals else "in the middle of the answer"
             st.error = LaneError(
-                "timeout", f"{what} for {self.read_timeout:g} s ({_describe(exc)})"
+                "timeout",
+                f"no bytes for {stall:g} s {when}: the server is hung or overloaded "
+                f"(stall timeout; {_describe(exc)})",
             )
         except httpx.ConnectError as exc:
             st.error = LaneError("connect", f"{ep.base_url}: {_describe(exc)}")
@@ -426,10 +512,11 @@ class LaneClient:
         request = self._http.build_request(
             "POST", "/v1/chat/completions", content=content, headers=headers
         )
+        max_bytes = self.limits.max_answer_bytes
         resp = await self._send(request, stream=True)
         try:
             if resp.status_code >= 400:
-                body = await resp.aread()
+                body = await _read_capped(resp, max_bytes)
                 last = time.perf_counter_ns()
                 msg, kind = server_message(body)
                 if resp.status_code in (400, 413) and is_context_error(msg, kind):
@@ -440,8 +527,13 @@ class LaneClient:
             ctype = resp.headers.get("content-type", "")
             if "json" in ctype and "event-stream" not in ctype:
                 # A server that ignored stream=true and sent the whole answer at once.
-                body = await resp.aread()
+                body = await _read_capped(resp, max_bytes)
                 last = time.perf_counter_ns()
+                if len(body) > max_bytes:
+                    st.error = LaneError(
+                        "protocol", f"a non-streamed answer over {max_bytes} bytes: not read"
+                    )
+                    return last
                 st.whole_answer(body, last)
                 return last
             enc = resp.headers.get("content-encoding", "identity").lower()
@@ -455,10 +547,17 @@ class LaneClient:
             arrivals = st.arrivals
             parts = st.parts
             on_text = st.on_text
+            max_chunks = st.token_cap if st.token_cap is not None else 1 << 62
+            received = 0
             last = t0
             stop = False
             async for raw in chunks:
                 last = clock()
+                received += len(raw)
+                if received > max_bytes:
+                    # Everything up to the cap still counts; the rest is not parsed.
+                    raw = raw[: len(raw) - (received - max_bytes)]
+                    stop = True
                 for payload in feed(raw):
                     # Fast path: a content delta with no finish reason, read with plain
                     # subscripts (a try costs nothing in 3.11 until it raises). Anything
@@ -472,25 +571,35 @@ class LaneClient:
                         fast = False
                     if fast and text:
                         arrivals.append(last)
+                        if not parts:
+                            st.first_content = last
                         parts.append(text)
                         if on_text is not None:
                             on_text(text)
+                        if len(parts) > max_chunks:
+                            st.cut(st.chunk_cap_reason())
+                            stop = True
+                            break
                     elif st.event(payload, last):
                         stop = True
                         break
                 if stop:
+                    if received > max_bytes and st.cut_off is None and st.error is None:
+                        st.cut(f"the answer passed {max_bytes} bytes (max_answer_bytes)")
                     break
             if not stop:
                 for payload in parser.flush():
                     if st.event(payload, last):
                         break
-                if st.error is None and not (st.done or st.finish):
+                if st.error is None and st.cut_off is None and not (st.done or st.finish):
                     cut = f" (cut inside: {parser.truncated[:80]!r})" if parser.truncated else ""
                     st.error = LaneError(
                         "stream", f"stream ended before the answer was complete{cut}"
                     )
             return last
         finally:
+            # Mid-body, this closes the connection (httpx does not pool a half-read one):
+            # a runaway server sees the hang-up and stops.
             await resp.aclose()
 
     @staticmethod
@@ -501,26 +610,40 @@ class LaneClient:
         result.usage = st.usage
         result.server_timings = st.timings
         result.error = st.error
+        result.cut_off = st.cut_off
+        if st.bad_utf8:
+            result.notes.append(
+                f"invalid UTF-8 from the server in {st.bad_utf8} data line(s): "
+                "decoded with U+FFFD replacement characters"
+            )
         if result.model is None:
             result.model = st.model
         t = result.timing
         arrivals = st.arrivals
-        t.e2e_ms = round((last - t0) / 1e6, 3)
+        t.last_byte_ms = round((last - t0) / 1e6, 3)
+        # vLLM's latency ends at the last chunk with choices; a failed lane's e2e is the
+        # time until it failed.
+        end = arrivals[-1] if arrivals and st.error is None else last
+        t.e2e_ms = round((end - t0) / 1e6, 3)
         if arrivals:
-            first = arrivals[0]
-            t.ttft_ms = round((first - t0) / 1e6, 3)
+            t.ttft_ms = round((arrivals[0] - t0) / 1e6, 3)
             t.itl_ms = [round((b - a) / 1e6, 3) for a, b in itertools.pairwise(arrivals)]
+        if st.first_content is not None:
+            t.ttfc_ms = round((st.first_content - t0) / 1e6, 3)
         tokens = st.usage.get("completion_tokens") if st.usage else None
-        if isinstance(tokens, int):
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
             t.output_tokens = tokens
             t.tokens_counted = False
-        elif arrivals:
-            t.output_tokens = len(arrivals)
+        elif st.parts:
+            t.output_tokens = len(st.parts)
             t.tokens_counted = True
-        # A failed lane's "last" is when it failed; its rate counts up to its last token.
-        end = last if st.error is None or not arrivals else arrivals[-1]
-        if arrivals and t.output_tokens and t.output_tokens > 1 and end > arrivals[0]:
-            t.tokens_per_s = round((t.output_tokens - 1) / ((end - arrivals[0]) / 1e9), 3)
+        # TPOT over the chunks with choices: (e2e - ttft) / (n - 1) for a complete answer;
+        # a failed lane's counts up to its last chunk, not the wait that failed it.
+        n = t.output_tokens
+        if arrivals and n and n > 1 and arrivals[-1] > arrivals[0]:
+            span_ms = (arrivals[-1] - arrivals[0]) / 1e6
+            t.tpot_ms = round(span_ms / (n - 1), 4)
+            t.tokens_per_s = round((n - 1) / (span_ms / 1e3), 3)
 
     # ---------------------------------------------------------------- tokens
 
@@ -552,6 +675,18 @@ class LaneClient:
             return orjson.loads(resp.content)
         except (httpx.HTTPError, _NoAnswer, orjson.JSONDecodeError):
             return None
+
+
+async def _read_capped(resp: httpx.Response, cap: int) -> bytes:
+    """A whole (non-streamed) body, but never more than ``cap`` + one chunk of it."""
+    parts: list[bytes] = []
+    size = 0
+    async for raw in resp.aiter_bytes():
+        parts.append(raw)
+        size += len(raw)
+        if size > cap:
+            break
+    return b"".join(parts)
 
 
 def with_system_prompt(messages: Messages, params: SamplingParams) -> Messages:

@@ -30,6 +30,15 @@ or flag and what is wrong, never a traceback. Example file::
     [ui]
     theme = "default"
     telemetry_hz = 4
+
+    [client]
+    connect_timeout = 10               # seconds to open a connection
+    stall_timeout = 60                 # seconds without a byte from the server
+    total_timeout = 600                # seconds for one whole answer
+    max_answer_bytes = 8388608         # stream bytes read per answer before a cut-off
+
+Flags ``--connect-timeout``, ``--stall-timeout``, ``--total-timeout`` and
+``--max-answer-bytes`` (every command) override ``[client]``.
 """
 
 from __future__ import annotations
@@ -38,11 +47,12 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from quantlab.limits import ClientLimits
 from quantlab.records import Endpoint, SamplingParams
 
 DEFAULT_CONFIG = "quantlab.toml"
@@ -52,7 +62,21 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENDPOINT_KEYS = ("name", "url", "model", "role", "api_key_env", "dcgm_url")
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "system_prompt", "stop")
 _UI_KEYS = ("theme", "telemetry_hz")
-_TOP_KEYS = ("endpoints", "sampling", "ui", "sessions_dir")
+#: [client] key -> ClientLimits field
+_CLIENT_KEYS = {
+    "connect_timeout": "connect_s",
+    "stall_timeout": "stall_s",
+    "total_timeout": "total_s",
+    "max_answer_bytes": "max_answer_bytes",
+}
+#: flag attribute (argparse dest) -> ClientLimits field
+_CLIENT_FLAGS = {
+    "connect_timeout": "connect_s",
+    "stall_timeout": "stall_s",
+    "total_timeout": "total_s",
+    "max_answer_bytes": "max_answer_bytes",
+}
+_TOP_KEYS = ("endpoints", "sampling", "ui", "client", "sessions_dir")
 
 
 class ConfigError(Exception):
@@ -69,6 +93,7 @@ class Config:
     theme: str | None = None
     telemetry_hz: float = 4.0
     sessions_dir: Path = Path("sessions")
+    client: ClientLimits = field(default_factory=ClientLimits)
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -125,6 +150,16 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         if not 0 < hz <= 60:
             raise ConfigError(f"{where}: [ui] telemetry_hz must be above 0 and at most 60")
         cfg.telemetry_hz = float(hz)
+
+    client = data.get("client", {})
+    if not isinstance(client, dict):
+        raise ConfigError(f"{where}: [client] must be a table")
+    _no_unknown(client, tuple(_CLIENT_KEYS), where, "[client]")
+    cfg.client = _limits(
+        ClientLimits(),
+        {_CLIENT_KEYS[k]: v for k, v in client.items()},
+        {f: f"{where}: [client] {k}" for k, f in _CLIENT_KEYS.items()},
+    )
 
     if "sessions_dir" in data:
         sd = _expect(data["sessions_dir"], str, f"{where}: sessions_dir", "a folder path")
@@ -265,6 +300,53 @@ def _start_local_pair(progress: Callable[..., None] | None) -> EndpointSetup:
             raise ConfigError(f"could not start the local pair: {exc}") from exc
         raise
     return EndpointSetup(list(eps), "local pair", pair)
+
+
+def client_limits(
+    args: Any, config: Config | None = None, *, total_flag: str | None = None
+) -> ClientLimits:
+    """The client limits for a command: its flags over the config's ``[client]``.
+
+    ``total_flag``: the name of a command's own older flag that also sets the total
+    timeout (``--timeout`` of ask and run); ``--total-timeout`` wins when both are given.
+    """
+    base = config.client if config is not None else ClientLimits()
+    given: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    if total_flag and getattr(args, total_flag, None) is not None:
+        given["total_s"] = getattr(args, total_flag)
+        names["total_s"] = "--" + total_flag.replace("_", "-")
+    for dest, fld in _CLIENT_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            given[fld] = value
+            names[fld] = "--" + dest.replace("_", "-")
+    return _limits(base, given, names)
+
+
+def _limits(base: ClientLimits, given: dict[str, Any], names: dict[str, str]) -> ClientLimits:
+    """``base`` with ``given`` fields replaced, each checked (``names`` for messages)."""
+    out: dict[str, Any] = {}
+    for fld, value in given.items():
+        where = names[fld]
+        if fld == "max_answer_bytes":
+            n = _expect(value, int, where, "a whole number of bytes")
+            if n < 1024:
+                raise ConfigError(f"{where} must be at least 1024 bytes")
+            out[fld] = n
+        else:
+            sec = _number(value, where)
+            if not sec > 0:
+                raise ConfigError(f"{where} must be above 0 seconds")
+            out[fld] = float(sec)
+    merged = replace(base, **out)
+    if merged.total_s is not None and merged.stall_s > merged.total_s:
+        stall = names.get("stall_s", "the stall timeout")
+        raise ConfigError(
+            f"{stall} ({merged.stall_s:g} s) is longer than the total timeout "
+            f"({merged.total_s:g} s): it could never fire"
+        )
+    return merged
 
 
 # ------------------------------------------------------------------ helpers

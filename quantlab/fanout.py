@@ -165,8 +165,13 @@ def lane_results(exchange: Exchange) -> list[dict[str, Any]]:
                 "ttft_ms": t.ttft_ms,
                 "itl_ms": t.itl_ms,
                 "e2e_ms": t.e2e_ms,
+                "tpot_ms": t.tpot_ms,
+                "ttfc_ms": t.ttfc_ms,
+                "last_byte_ms": t.last_byte_ms,
                 "output_tokens": t.output_tokens,
                 "tokens_per_s": t.tokens_per_s,
+                "cut_off": r.cut_off,
+                "notes": list(r.notes),
                 "error": None if r.error is None else str(r.error),
             }
         )

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import TextIO
 
+from quantlab.textsafe import safe_line
+
 
 def format_seconds(s: float | None) -> str:
     """``75`` -> ``1m15s``; None -> ``?``."""
@@ -59,7 +61,7 @@ class ProgressLine:
     ) -> None:
         self.done, self.total, self.eta = done, total, eta
         if status:
-            self.status = status
+            self.status = safe_line(status)  # may quote a server: never a raw control
         if self.tty:
             now = time.monotonic()
             if force or now - self._last_draw >= self.min_interval:
@@ -78,7 +80,7 @@ class ProgressLine:
         """A line above the bar (the bar is redrawn under it)."""
         if self.tty and self._shown:
             self.stream.write("\r\x1b[2K")
-        self.stream.write(text + "\n")
+        self.stream.write("\n".join(safe_line(x) for x in text.split("\n")) + "\n")
         if self.tty and self._shown:
             self.stream.write(self.render())
         self.stream.flush()

@@ -106,11 +106,15 @@ class SamplingParams:
 
 @dataclass(slots=True)
 class Timing:
-    """Client-side timing, taken where the bytes arrive (vLLM benchmark definitions).
+    """Client-side timing, taken where the bytes arrive, under ``vllm bench serve``'s
+    definitions and names (docs/metrics.md says each one exactly).
 
-    ttft_ms: request sent -> first chunk carrying content. itl_ms: gaps between successive
-    content chunks. e2e_ms: request sent -> last byte. tokens_per_s (decode rate):
-    (output_tokens - 1) / (e2e - ttft).
+    ttft_ms: request sent -> first chunk with a non-empty ``choices`` (the role chunk
+    counts). itl_ms: gaps between successive chunks with choices. e2e_ms: request sent ->
+    last chunk with choices (the usage chunk and ``[DONE]`` excluded); for a failed lane,
+    the time until it failed. tpot_ms: (e2e - ttft) / (output_tokens - 1).
+    tokens_per_s (decode rate): 1000 / tpot_ms. Kept beside them under their own names:
+    ttfc_ms (first non-empty content) and last_byte_ms (the stream's last byte).
     """
 
     ttft_ms: float | None = None
@@ -119,6 +123,9 @@ class Timing:
     output_tokens: int | None = None
     tokens_per_s: float | None = None
     tokens_counted: bool = False  # True when no server usage came and tokens were counted
+    tpot_ms: float | None = None
+    ttfc_ms: float | None = None
+    last_byte_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Explicit, not asdict(): asdict deep-copies every ITL float (~0.5 ms an answer).
@@ -129,6 +136,9 @@ class Timing:
             "output_tokens": self.output_tokens,
             "tokens_per_s": self.tokens_per_s,
             "tokens_counted": self.tokens_counted,
+            "tpot_ms": self.tpot_ms,
+            "ttfc_ms": self.ttfc_ms,
+            "last_byte_ms": self.last_byte_ms,
         }
 
     @classmethod
@@ -191,6 +201,11 @@ class LaneResult:
     error: LaneError | None = None
     findings: list[Finding] = field(default_factory=list)
     server_timings: dict[str, Any] | None = None  # llama.cpp's own "timings", when sent
+    #: Why quantlab stopped reading this answer itself (runaway cap), else None. The lane
+    #: is not failed: its text up to the cap is kept.
+    cut_off: str | None = None
+    #: Protocol notes: what the server sent wrong that the client worked around.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -207,6 +222,8 @@ class LaneResult:
             "error": self.error.to_dict() if self.error else None,
             "findings": [f.to_dict() for f in self.findings],
             "server_timings": self.server_timings,
+            "cut_off": self.cut_off,
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -221,6 +238,8 @@ class LaneResult:
             error=LaneError.from_dict(d["error"]) if d.get("error") else None,
             findings=[Finding.from_dict(f) for f in d.get("findings") or []],
             server_timings=d.get("server_timings"),
+            cut_off=d.get("cut_off"),
+            notes=[str(n) for n in d.get("notes") or []],
         )
 
 

@@ -27,6 +27,7 @@ from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
 from quantlab.detectors import detect, detect_exchange
 from quantlab.fanout import fanout
+from quantlab.limits import ClientLimits
 from quantlab.longctx import GeneratorSpec, LongContextError, build_length
 from quantlab.records import Case, Endpoint, Exchange, LaneResult, SamplingParams, new_id
 from quantlab.suites import Suite
@@ -115,7 +116,8 @@ OnEvent = Callable[[RunEvent], None]
 class RunOptions:
     """How to run. ``concurrency``: exchanges in flight for ``cases`` and ``long_context``
     suites (``concurrency`` and ``capacity`` suites use their own levels). ``timeout``: seconds
-    one answer may take before its lane fails."""
+    one answer may take before its lane fails; ``limits``: all the client's limits (stall,
+    connect, total, bytes), which win over ``timeout`` when given."""
 
     concurrency: int = 1
     repeat: int = 1
@@ -123,6 +125,7 @@ class RunOptions:
     gpu_hour_price: float | None = None
     timeout: float = 600.0
     discover: bool = True
+    limits: ClientLimits | None = None
 
 
 @dataclass
@@ -208,7 +211,7 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._t0 = time.monotonic()
         clients = [
-            LaneClient(ep, read_timeout=self.options.timeout, total_timeout=self.options.timeout)
+            LaneClient(ep, limits=self.options.limits or ClientLimits(total_s=self.options.timeout))
             for ep in self.endpoints
         ]
         started = self._started = time.time()
@@ -621,6 +624,7 @@ class Runner:
                     finish_reason=result.finish_reason,
                     lane=lane,
                     max_tokens=job.params.max_tokens,
+                    cut_off=result.cut_off,
                 )
                 if lane == self.reference:
                     ref_text[lane] = result.text

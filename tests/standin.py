@@ -72,7 +72,7 @@ class Reply:
 
     tokens: the content pieces, one chunk each (cycled up to ``n_tokens`` when given).
     tokens_per_s: pace of the content chunks; None sends everything at once.
-    first_token_s: extra delay before the first content chunk (a TTFT to measure).
+    first_token_s: delay before the role chunk and first content chunk (a TTFT: the prefill).
     finish_reason: "stop" (vLLM then counts the EOS token in usage) or "length".
     ping_every_s: send ``: ping`` comment lines this often while pacing (slow drip).
     crlf: end lines with CRLF instead of LF.
@@ -80,6 +80,11 @@ class Reply:
         fast server does) instead of one HTTP chunk per event (uvicorn, vLLM's server).
     whole: answer with one non-streamed chat.completion JSON even when asked to stream
         (not vLLM: some other OpenAI-compatible servers do this).
+    runaway: ignore max_tokens and stream the tokens, cycled, until the client hangs up.
+    bad_utf8_at: put an invalid UTF-8 byte (0xFF) in the middle of this content chunk.
+    split_every: write the stream in HTTP chunks of this many bytes, cutting events (and
+        multi-byte characters) anywhere.
+    usage_delay_s: wait this long between the finish chunk and the usage chunk.
     """
 
     tokens: Sequence[str] = ("Hello", ",", " world", "!")
@@ -96,6 +101,10 @@ class Reply:
     crlf: bool = False
     bulk: bool = False
     whole: bool = False
+    runaway: bool = False
+    bad_utf8_at: int | None = None
+    split_every: int | None = None
+    usage_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
@@ -392,7 +401,14 @@ class _Handler(BaseHTTPRequestHandler):
         def flush() -> None:
             if not pending:
                 return
-            if reply.bulk:  # everything written so far in one HTTP chunk
+            if reply.split_every:  # the bytes in fixed-size HTTP chunks, cut anywhere
+                data = b"".join(pending)
+                step = reply.split_every
+                self.wfile.write(
+                    b"".join(frame(data[i : i + step]) for i in range(0, len(data), step))
+                )
+                self.wfile.flush()
+            elif reply.bulk:  # everything written so far in one HTTP chunk
                 self.wfile.write(frame(b"".join(pending)))
             else:  # one HTTP chunk per event, as uvicorn sends vLLM's stream
                 self.wfile.write(b"".join(map(frame, pending)))
@@ -405,14 +421,21 @@ class _Handler(BaseHTTPRequestHandler):
                 choice["stop_reason"] = None
             return _dumps({**head, "choices": [choice]})
 
+        if reply.runaway:
+            self._runaway(reply, event, chunk, flush)
+            return
         tokens = reply.content()
         max_tokens = int(body.get("max_tokens") or 16)
         finish = reply.finish_reason
         if len(tokens) >= max_tokens:
             tokens, finish = tokens[:max_tokens], "length"
         cut = reply.fault_after if reply.fault else None
+        # Like vLLM, the role chunk goes out with the first result of the engine (after
+        # the prefill), so it waits first_token_s too.
+        if reply.first_token_s:
+            s._stopping.wait(reply.first_token_s)
         event(chunk({"role": "assistant", "content": ""}))
-        start = time.perf_counter() + reply.first_token_s
+        start = time.perf_counter()
         last_ping = time.perf_counter()
         sent = 0
         last_in_finish = finish == "length" and cut is None
@@ -433,7 +456,14 @@ class _Handler(BaseHTTPRequestHandler):
                     if reply.ping_every_s:
                         wait = min(wait, reply.ping_every_s)
                     time.sleep(wait)
-            event(chunk({"content": tok}))
+            if i == reply.bad_utf8_at:
+                raw = chunk({"content": tok})
+                at = raw.index(_dumps(tok)) + 1 + len(tok.encode()) // 2
+                pending.append(b"data: " + raw[:at] + b"\xff" + raw[at:] + nl + nl)
+                if paced:
+                    flush()
+            else:
+                event(chunk({"content": tok}))
             sent += 1
         with s._lock:
             s.counters.generation_tokens += sent
@@ -446,6 +476,9 @@ class _Handler(BaseHTTPRequestHandler):
         event(chunk({"content": last}, finish))
         opts = body.get("stream_options") or {}
         if opts.get("include_usage"):
+            if reply.usage_delay_s:
+                flush()
+                s._stopping.wait(reply.usage_delay_s)
             usage = {"prompt_tokens": n_prompt, "total_tokens": n_prompt + n_out}
             usage["completion_tokens"] = n_out
             event(_dumps({**head, "choices": [], "usage": usage}))
@@ -455,6 +488,26 @@ class _Handler(BaseHTTPRequestHandler):
         with s._lock:
             s.counters.generation_tokens += n_out - sent
             s.counters.success[finish] = s.counters.success.get(finish, 0) + 1
+
+    def _runaway(
+        self,
+        reply: Reply,
+        event: Callable[[bytes], None],
+        chunk: Callable[[dict[str, Any]], bytes],
+        flush: Callable[[], None],
+    ) -> None:
+        """A server that ignores max_tokens: content chunks until the client hangs up."""
+        s = self.server_ref
+        event(chunk({"role": "assistant", "content": ""}))
+        toks = list(reply.tokens)
+        i = 0
+        while not s._stopping.is_set():
+            for _ in range(64):
+                event(chunk({"content": toks[i % len(toks)]}))
+                i += 1
+            flush()  # raises BrokenPipe/ConnectionReset once the client is gone
+            with s._lock:
+                s.counters.generation_tokens += 64
 
     def _fault(self, reply: Reply, nl: bytes, frame: Callable[[bytes], bytes]) -> None:
         fault = reply.fault

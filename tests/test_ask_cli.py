@@ -12,6 +12,11 @@ from pathlib import Path
 from quantlab.records import Endpoint
 
 LANE_KEYS = {
+    "tpot_ms",
+    "ttfc_ms",
+    "last_byte_ms",
+    "cut_off",
+    "notes",
     "name",
     "model",
     "text",

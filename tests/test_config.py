@@ -219,3 +219,60 @@ def test_without_endpoints_the_real_local_pair_is_started_and_stopped() -> None:
     for url in urls:  # close() stopped both servers
         with pytest.raises(httpx.TransportError):
             httpx.get(url + "/health", timeout=2)
+
+
+# ------------------------------------------------------------------ client limits (9.7)
+
+
+def test_client_limits_come_from_the_file_and_flags_win(tmp_path: Path) -> None:
+    from quantlab.cli import build_parser
+    from quantlab.config import client_limits
+    from quantlab.limits import ClientLimits
+
+    assert Config().client == ClientLimits()
+    p = tmp_path / "quantlab.toml"
+    p.write_text(
+        "[client]\nconnect_timeout = 3\nstall_timeout = 20\ntotal_timeout = 300\n"
+        "max_answer_bytes = 1048576\n"
+    )
+    cfg = load_config(p)
+    assert cfg.client == ClientLimits(
+        connect_s=3.0, stall_s=20.0, total_s=300.0, max_answer_bytes=1 << 20
+    )
+    args = build_parser().parse_args(["ask", "--stall-timeout", "5", "hi"])
+    assert client_limits(args, cfg, total_flag="timeout").stall_s == 5.0
+    assert client_limits(args, cfg).total_s == 300.0
+    # ask's older --timeout is the total; --total-timeout wins over it.
+    args = build_parser().parse_args(["ask", "--timeout", "40", "hi"])
+    assert client_limits(args, cfg, total_flag="timeout").total_s == 40.0
+    args = build_parser().parse_args(
+        ["--total-timeout", "50", "run", "--timeout", "40", "--max-answer-bytes", "4096", "x"]
+    )
+    got = client_limits(args, cfg, total_flag="timeout")
+    assert (got.total_s, got.max_answer_bytes) == (50.0, 4096)
+
+
+@pytest.mark.parametrize(
+    ("table", "phrase"),
+    [
+        ("stall_timeout = 0", "[client] stall_timeout must be above 0"),
+        ("stall_timeout = 'x'", "[client] stall_timeout must be a number"),
+        ("max_answer_bytes = 10", "[client] max_answer_bytes must be at least 1024"),
+        ("max_answer_bytes = 1.5", "max_answer_bytes must be a whole number"),
+        ("stall_timeout = 900", "could never fire"),
+        ("read_timeout = 5", "unknown key(s) 'read_timeout' in [client]"),
+    ],
+)
+def test_bad_client_limits_are_one_clear_message(tmp_path: Path, table: str, phrase: str) -> None:
+    p = tmp_path / "quantlab.toml"
+    p.write_text(f"[client]\n{table}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert phrase in str(err.value) and str(p) in str(err.value)
+
+
+def test_a_bad_limit_flag_is_exit_2_with_the_flags_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from quantlab.cli import main
+
+    assert main(["ask", "--endpoint", "a=http://127.0.0.1:9", "--stall-timeout", "-1", "hi"]) == 2
+    assert "--stall-timeout must be above 0" in capsys.readouterr().err

@@ -61,7 +61,15 @@ def test_detector_names_are_the_contract() -> None:
         "format",
         "divergence",
         "language_switch",
+        "runaway",
     ]
+
+
+def test_a_lane_cut_off_by_quantlab_is_a_runaway_fail_and_others_say_nothing() -> None:
+    why = "cut off by quantlab: over 576 content chunks for max_tokens 256"
+    f = run("runaway", "word " * 50, cut_off=why)
+    assert f is not None and f.severity == "fail" and why in f.evidence
+    assert run("runaway", "word " * 50) is None
 
 
 def test_detect_returns_findings_with_lane_and_valid_severity() -> None:

@@ -88,6 +88,7 @@ class QuantlabApp(App[int]):
         read_timeout: float = 300.0,
         freeze_gc: bool = False,
         telemetry_hz: float = 4.0,
+        limits: Any = None,
     ) -> None:
         super().__init__()
         if endpoints is None and connect is None:
@@ -100,6 +101,7 @@ class QuantlabApp(App[int]):
         self.history = list(history)
         self.session_path = str(session_path) if session_path else None
         self.read_timeout = read_timeout
+        self.limits = limits  # quantlab.limits.ClientLimits from config and flags, or None
         self.setup: Any = None  # what connect() returned (it owns started servers)
         self.fatal: str | None = None  # why the app could not start its lanes
         self.layout_mode = "auto"  # "auto" | "side" | "stacked"
@@ -147,6 +149,7 @@ class QuantlabApp(App[int]):
             history=self.history,
             history_label=label,
             read_timeout=self.read_timeout,
+            limits=self.limits,
             id="chat",
         )
 

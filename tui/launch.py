@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from quantlab.config import Config, ConfigError, load_config, resolve_endpoints
+from quantlab.config import Config, ConfigError, client_limits, load_config, resolve_endpoints
 from quantlab.servers import StopSignals, stop_all, stop_signals
 from quantlab.session import SessionBusy, SessionError, SessionStore, default_session_path
 
@@ -64,6 +64,7 @@ def chat(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(getattr(args, "config", None))
+        limits = client_limits(args, config)
         pair = _needs_local_pair(args, config)
         setup = None if pair else resolve_endpoints(args, config)
     except ConfigError as exc:
@@ -98,6 +99,7 @@ def chat(args: argparse.Namespace) -> int:
         themes=themes,
         freeze_gc=True,
         telemetry_hz=config.telemetry_hz,
+        limits=limits,
     )
     signalled: StopSignals | None = None
     try:

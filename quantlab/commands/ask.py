@@ -2,9 +2,11 @@
 
 The same fan-out and client as the chat screen, so its numbers mean the same. ``--json``
 prints one object for scripts: ``{"wall_ms", "lanes": [{"name", "model", "text",
-"finish_reason", "usage", "ttft_ms", "itl_ms", "e2e_ms", "output_tokens", "tokens_per_s",
-"error"}]}``. Exit status 0 when every lane answered, 1 when any failed or ``--session``
-could not be saved, 2 for bad input.
+"finish_reason", "usage", "ttft_ms", "itl_ms", "e2e_ms", "tpot_ms", "ttfc_ms", "last_byte_ms",
+"output_tokens", "tokens_per_s", "cut_off", "notes", "error"}]}`` (the exact text: the
+columns show control characters as escapes, see quantlab/textsafe.py). Exit status 0
+when every lane answered, 1 when any failed or ``--session`` could not be saved, 2 for
+bad input.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Any
 import orjson
 
 from quantlab.client import LaneClient
-from quantlab.config import ConfigError, load_config, resolve_endpoints
+from quantlab.config import ConfigError, client_limits, load_config, resolve_endpoints
 from quantlab.fanout import Conversation, fanout, lane_results
+from quantlab.limits import ClientLimits
 from quantlab.machine import machine_facts
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
+from quantlab.textsafe import json_safe, safe_line, safe_text
 
 GAP = "   "
 MIN_COLUMN = 28  # narrower than this, lanes are stacked instead
@@ -41,9 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=float,
-        default=300.0,
+        default=None,
         metavar="S",
-        help="seconds a lane may take for its whole answer before it fails (default 300)",
+        help="seconds a lane may take for its whole answer (same as --total-timeout)",
     )
 
 
@@ -84,12 +88,19 @@ class _Progress:
 
 
 async def ask(
-    endpoints: list[Endpoint], prompt: str, params: SamplingParams, timeout: float
+    endpoints: list[Endpoint],
+    prompt: str,
+    params: SamplingParams,
+    limits: ClientLimits | float | None = None,
 ) -> Exchange:
-    """Discover every endpoint, then fan the prompt out once."""
-    clients = [LaneClient(ep, read_timeout=timeout, total_timeout=timeout) for ep in endpoints]
+    """Discover every endpoint, then fan the prompt out once. ``limits`` as a number is
+    the total timeout (the older form)."""
+    if not isinstance(limits, ClientLimits):
+        limits = ClientLimits() if limits is None else ClientLimits(total_s=float(limits))
+    clients = [LaneClient(ep, limits=limits) for ep in endpoints]
+    discover_s = min(5.0, limits.total_s or 5.0, limits.stall_s)
     try:
-        await asyncio.gather(*(c.discover(timeout=min(5.0, timeout)) for c in clients))
+        await asyncio.gather(*(c.discover(timeout=discover_s) for c in clients))
         messages = Conversation([c.name for c in clients]).messages_for(prompt, params)
         return await fanout(clients, messages, params, prompt=prompt, source="ask")
     finally:
@@ -101,16 +112,14 @@ def run(args: argparse.Namespace) -> int:
     if not prompt.strip():
         print("quantlab ask: the prompt is empty", file=sys.stderr)
         return 2
-    if not args.timeout > 0:
-        print("quantlab ask: --timeout must be above 0", file=sys.stderr)
-        return 2
     progress = _Progress()
     try:
         config = load_config(args.config)
         params = _params(args, config.sampling)
+        limits = client_limits(args, config, total_flag="timeout")
         with resolve_endpoints(args, config, progress=progress) as setup:
             progress.close()
-            exchange = asyncio.run(ask(setup.endpoints, prompt, params, args.timeout))
+            exchange = asyncio.run(ask(setup.endpoints, prompt, params, limits))
             endpoints = setup.endpoints
     except ConfigError as exc:
         progress.close()
@@ -119,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     saved = _save(args.session, endpoints, exchange) if args.session else True
     if args.json:
         out = {"wall_ms": exchange.wall_ms, "lanes": lane_results(exchange)}
-        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        sys.stdout.write(json_safe(orjson.dumps(out).decode()) + "\n")
     else:
         width = shutil.get_terminal_size((100, 24)).columns
         sys.stdout.write(render(exchange, endpoints, width))
@@ -195,8 +204,8 @@ def lane_block(r: LaneResult, ep: Endpoint | None, cells: int) -> list[str]:
     t = r.timing
     model = r.model or (ep.model if ep else None) or "?"
     role = f" ({ep.role})" if ep else ""
-    lines = [f"{r.lane}{role}", model, "─" * cells]
-    lines += _wrap(r.text, cells) if r.text else ["(no text)"]
+    lines = [f"{r.lane}{role}", safe_line(model), "─" * cells]
+    lines += _wrap(safe_text(r.text), cells) if r.text else ["(no text)"]
     lines.append("─" * cells)
     tps = "–" if t.tokens_per_s is None else f"{t.tokens_per_s:.1f}"
     tokens = "–" if t.output_tokens is None else str(t.output_tokens)
@@ -204,8 +213,12 @@ def lane_block(r: LaneResult, ep: Endpoint | None, cells: int) -> list[str]:
         tokens += " (counted)"
     lines += _wrap(f"TTFT {_ms(t.ttft_ms)} · {tps} tok/s · {tokens} tokens", cells)
     lines += _wrap(f"finish {r.finish_reason or '–'} · e2e {_ms(t.e2e_ms)}", cells)
+    if r.cut_off:
+        lines += _wrap(r.cut_off.upper()[:1] + r.cut_off[1:], cells)
+    for note in r.notes:
+        lines += _wrap(f"note: {safe_line(note)}", cells)
     if r.error is not None:
-        lines += _wrap(f"ERROR {r.error}", cells)
+        lines += _wrap(f"ERROR {safe_line(str(r.error))}", cells)
     return lines
 
 

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from quantlab.detectors import DETECTORS, detect
 from quantlab.records import Case, Fact, SamplingParams
+from quantlab.textsafe import json_safe
 
 SEVERITIES = ("info", "warn", "fail")
 
@@ -229,7 +230,7 @@ def process(
         for row in rows:
             counts[(row["lane"], row["detector"], row["severity"])] += 1
             if SEVERITIES.index(row["severity"]) >= floor:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(json_safe(json.dumps(row, ensure_ascii=False)) + "\n")
     return bad, counts
 
 

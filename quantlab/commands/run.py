@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quantlab.config import ConfigError, load_config, resolve_endpoints
+from quantlab.config import ConfigError, client_limits, load_config, resolve_endpoints
 from quantlab.progress_line import ProgressLine, format_seconds
 from quantlab.run_summary import summarize
 from quantlab.runner import RunEvent, Runner, RunOptions, RunSummary
@@ -55,9 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=float,
-        default=600.0,
+        default=None,
         metavar="S",
-        help="seconds one answer may take before its lane fails (default 600)",
+        help="seconds one answer may take before its lane fails (same as --total-timeout)",
     )
 
 
@@ -68,8 +68,6 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--repeat must be 1 or more"
     if args.gpu_hour_price is not None and not args.gpu_hour_price >= 0:
         return "--gpu-hour-price must be 0 or more (US dollars per GPU-hour)"
-    if not args.timeout > 0:
-        return "--timeout must be above 0"
     return None
 
 
@@ -175,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_config(args.config)
+        limits = client_limits(args, config, total_flag="timeout")
     except ConfigError as exc:
         print(f"quantlab run: {exc}", file=sys.stderr)
         return 2
@@ -184,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         quick=args.quick,
         gpu_hour_price=args.gpu_hour_price,
-        timeout=args.timeout,
+        timeout=limits.total_s or 600.0,
+        limits=limits,
     )
     bar = ProgressLine(sys.stderr)
     summary: RunSummary | None = None

@@ -21,6 +21,7 @@ from quantlab.detectors import (
     fact_recall,
     language_switch,
     repetition,
+    runaway,
     truncation,
 )
 from quantlab.detectors.context import Context
@@ -36,6 +37,7 @@ DETECTORS: dict[str, Callable[[Context], Finding | None]] = {
     answer_format.NAME: answer_format.check,
     divergence.NAME: divergence.check,
     language_switch.NAME: language_switch.check,
+    runaway.NAME: runaway.check,
 }
 
 __all__ = ["DETECTORS", "Context", "Finding", "detect", "detect_exchange"]
@@ -51,13 +53,15 @@ def detect(
     prompt: str | None = None,
     max_tokens: int | None = None,
     only: tuple[str, ...] | None = None,
+    cut_off: str | None = None,
 ) -> list[Finding]:
     """Run every detector (or those named in ``only``) on one lane's answer.
 
     ``case`` supplies the checks (expect, expect_regex, facts, format) and, unless given
     explicitly, the prompt and max_tokens. ``reference`` is the reference lane's text:
     pass it for candidate lanes only (divergence compares against it). ``finish_reason``
-    is the server's ("length" means capped at max_tokens).
+    is the server's ("length" means capped at max_tokens); ``cut_off`` the lane's own
+    (quantlab stopped a runaway answer).
     """
     ctx = Context(
         text=text or "",
@@ -67,6 +71,7 @@ def detect(
         lane=lane,
         prompt=prompt,
         max_tokens=max_tokens,
+        cut_off=cut_off,
     )
     names = DETECTORS if only is None else [n for n in DETECTORS if n in only]
     findings = []
@@ -109,6 +114,7 @@ def detect_exchange(
             lane=name,
             prompt=prompt,
             max_tokens=max_tokens,
+            cut_off=result.cut_off,
         )
         judged = [f for f in result.findings if f.status != "open"]
         seen = {f.detector for f in judged}

@@ -31,6 +31,7 @@ class Context:
     lane: str = ""
     prompt: str | None = None
     max_tokens: int | None = None
+    cut_off: str | None = None  # LaneResult.cut_off: quantlab stopped a runaway answer
 
     def __post_init__(self) -> None:
         if self.prompt is None and self.case is not None:

@@ -865,9 +865,11 @@ def definitions() -> dict[str, str]:
             "over answers (10,000 resamples, seeded)."
         ),
         "latency": (
-            "Client-side, where the bytes arrive: TTFT = request sent → first content chunk; "
-            "ITL = gaps between content chunks (pooled over answers); e2e = request sent → "
-            "last byte; tok/s = (output tokens − 1) / (e2e − TTFT), the decode rate. "
+            "Client-side, where the bytes arrive, as vllm bench serve defines them: TTFT = "
+            "request sent → first chunk with choices (the role chunk counts); ITL = gaps "
+            "between chunks with choices (pooled over answers); e2e = request sent → last "
+            "chunk with choices (a later usage chunk or [DONE] excluded); tok/s = (output "
+            "tokens − 1) / (e2e − TTFT), the decode rate (1 / TPOT). "
             "Percentiles interpolate linearly. The latency table uses exchanges sent one at "
             "a time, long-context prompts aside (their TTFT is mostly prefill; see the "
             "long-context section)."

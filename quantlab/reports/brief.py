@@ -16,6 +16,7 @@ from typing import Any
 from quantlab.reports import stats
 from quantlab.reports.fmt import diff_points, num, rate_cell
 from quantlab.reports.verdict import RULES
+from quantlab.textsafe import safe_text
 
 LITERATURE = (
     "For context, from the literature (not measured here): 4-bit weight-only quantization "
@@ -262,4 +263,4 @@ def render(a: dict[str, Any]) -> str:
         lines.append("No paired quality cases were run: quality is unmeasured.")
     lines += ["", LITERATURE, "", "### How the verdict is drawn", ""]
     lines += [*RULES, ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return safe_text("\n".join(lines).rstrip() + "\n")  # untrusted text: quantlab/textsafe.py

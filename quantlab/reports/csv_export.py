@@ -17,6 +17,7 @@ from quantlab.reports import stats
 from quantlab.reports.analysis import pick_reference, suite_kind, suite_name
 from quantlab.reports.outcomes import annotations_by_lane, judge, lane_annotations
 from quantlab.session import Session
+from quantlab.textsafe import safe_text
 
 COLUMNS: tuple[str, ...] = (
     "exchange_id",
@@ -160,4 +161,6 @@ def render(session: Session) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows(session))
-    return buf.getvalue()
+    # Answers are untrusted: no control character reaches a terminal or a spreadsheet;
+    # JSON keeps the exact text (quantlab/textsafe.py).
+    return safe_text(buf.getvalue())

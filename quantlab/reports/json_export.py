@@ -14,6 +14,8 @@ import json
 import math
 from typing import Any
 
+from quantlab.textsafe import json_safe
+
 
 def clean(value: Any) -> Any:
     """JSON has no NaN or infinity: a non-finite number (a decode rate over a zero-length
@@ -30,4 +32,5 @@ def clean(value: Any) -> Any:
 def render(analysis: dict[str, Any]) -> str:
     """Pretty-printed JSON, UTF-8 characters kept as they are."""
     doc = clean(analysis)
-    return json.dumps(doc, ensure_ascii=False, indent=2, default=str, allow_nan=False) + "\n"
+    text = json.dumps(doc, ensure_ascii=False, indent=2, default=str, allow_nan=False)
+    return json_safe(text) + "\n"  # same values; no raw C1/bidi control for a terminal

@@ -25,6 +25,7 @@ from quantlab.reports.fmt import (
     rate_cell,
     table,
 )
+from quantlab.textsafe import safe_text
 
 
 def _when(ts: float | None) -> str:
@@ -713,7 +714,9 @@ def render(a: dict[str, Any]) -> str:
         _notes,
     ):
         parts += section(a)
-    return "\n".join(parts).rstrip() + "\n"
+    # Answers, prompts and server messages are untrusted: no control character may reach
+    # the terminal or viewer that shows the report (quantlab/textsafe.py).
+    return safe_text("\n".join(parts).rstrip() + "\n")
 
 
 __all__ = ["VERDICT_WORDS", "diff_points", "num", "pct", "rate_cell", "rate_phrase", "render"]

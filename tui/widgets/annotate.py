@@ -16,10 +16,12 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static
 
 from quantlab.records import FAILURE_TAGS, Annotation
+from quantlab.textsafe import safe_line
 
 ALL_LANES = "*"
 
@@ -107,7 +109,8 @@ class AnnotationForm(ModalScreen[Annotation | None]):
         with Vertical(id="annotate-box"):
             yield Label(f"Annotate exchange {self.exchange_id}", id="annotate-title")
             shown = self.prompt.replace("\n", " ")
-            yield Static(shown[:150] + ("…" if len(shown) > 150 else ""), id="annotate-prompt")
+            shown = safe_line(shown[:150] + ("…" if len(shown) > 150 else ""))
+            yield Static(Content(shown), id="annotate-prompt")  # a prompt is never markup
             with VerticalScroll():
                 yield Label("Lane", classes="annotate-label")
                 with RadioSet(id="annotate-lane"):

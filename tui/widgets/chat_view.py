@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 from quantlab.client import LaneClient, with_system_prompt
 from quantlab.detectors import detect_exchange
 from quantlab.fanout import Conversation, fanout
+from quantlab.limits import ClientLimits
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
 from tui.widgets.lane_pane import LanePane
 from tui.widgets.params_bar import ParamsBar
@@ -73,6 +74,7 @@ class ChatView(Vertical):
         history: Sequence[Exchange] = (),
         history_label: str | None = None,
         read_timeout: float = 300.0,
+        limits: ClientLimits | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
@@ -81,7 +83,10 @@ class ChatView(Vertical):
         self.store = store
         self.history = list(history)
         self.history_label = history_label
-        self.clients = [LaneClient(ep, read_timeout=read_timeout) for ep in self.endpoints]
+        self.clients = [
+            LaneClient(ep, limits=limits) if limits else LaneClient(ep, read_timeout=read_timeout)
+            for ep in self.endpoints
+        ]
         # One flush clock for all lanes: their text reaches the screen in one refresh.
         self.clock = FlushClock(hz=30.0)
         self.panes = [LanePane(ep, i, clock=self.clock) for i, ep in enumerate(self.endpoints)]

@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 
 from quantlab.records import Annotation, Exchange, Finding, LaneResult
 from quantlab.suite_results import first_difference
+from quantlab.textsafe import safe_line, safe_same_length, safe_text
 
 SEVERITY_MARK = {"fail": "✗", "warn": "!", "info": "·"}
 STATUS_MARK = {"open": "", "confirmed": " [confirmed]", "dismissed": " [dismissed]"}
@@ -44,7 +45,7 @@ def lane_header(result: LaneResult, divergence: int | None, is_reference: bool) 
 def highlighted_text(text: str, divergence: int | None) -> Content:
     """The answer with everything from the first differing character on highlighted (the
     character itself reversed), so the eye lands where the lanes part."""
-    content = Content(text if text else "(no text)")
+    content = Content(safe_same_length(text) if text else "(no text)")
     if divergence is None or not text:
         return content
     if divergence >= len(text):  # this lane stopped where the reference went on
@@ -162,7 +163,7 @@ class CompareView(Vertical):
             self.query_one("#compare-notes", Static).update("")
             return
         prompt = exchange.prompt.replace("\n", " ")
-        title.update(f"{exchange.source} · {exchange.id} · {prompt[:120]}")
+        title.update(Content(safe_line(f"{exchange.source} · {exchange.id} · {prompt[:120]}")))
         ref = exchange.results.get(reference) if reference else None
         ref_text = ref.text if ref is not None and ref.ok else None
         columns = []
@@ -171,18 +172,19 @@ class CompareView(Vertical):
             div = None if is_ref or ref_text is None else first_difference(ref_text, result.text)
             body = highlighted_text(result.text, div)
             if result.error is not None:
-                body = body + Content.styled(f"\n\nERROR {result.error}", "$text-error")
+                error = safe_text(str(result.error))
+                body = body + Content.styled(f"\n\nERROR {error}", "$text-error")
             columns.append((name, lane_header(result, div, is_ref), body))
         existing = list(lanes_box.query(".compare-lane"))
         if same and len(existing) == len(columns):
             for col, (_name, head, body) in zip(existing, columns, strict=True):
-                col.query_one(".compare-lane-head", Static).update(head)
+                col.query_one(".compare-lane-head", Static).update(Content(head))
                 col.query_one(".compare-lane-text", Static).update(body)
         else:
             lanes_box.remove_children()
             lanes_box.mount_all(
                 VerticalScroll(
-                    Static(head, classes="compare-lane-head"),
+                    Static(Content(head), classes="compare-lane-head"),
                     Static(body, classes="compare-lane-text"),
                     classes="compare-lane",
                 )
@@ -193,7 +195,7 @@ class CompareView(Vertical):
             findings.sort(key=lambda f: f.lane != lane)
         self._set_findings(findings)
         notes = "\n".join(annotation_line(a) for a in annotations)
-        self.query_one("#compare-notes", Static).update(notes)
+        self.query_one("#compare-notes", Static).update(Content(safe_text(notes)))
 
     def _set_findings(self, findings: list[Finding]) -> None:
         self._findings = findings
@@ -201,7 +203,7 @@ class CompareView(Vertical):
         highlighted = ol.highlighted
         ol.clear_options()
         if findings:
-            ol.add_options(Option(finding_line(f)) for f in findings)
+            ol.add_options(Option(Content(safe_line(finding_line(f)))) for f in findings)
             if highlighted is not None:
                 ol.highlighted = min(highlighted, len(findings) - 1)
         else:

@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.timer import Timer
 
 from quantlab.records import Endpoint, Exchange, Finding, LaneResult
+from quantlab.textsafe import safe_line
 from tui.widgets.lane_header import LaneHeader
 from tui.widgets.metrics_line import MetricsLine
 from tui.widgets.stream_view import FlushClock, StreamView
@@ -131,12 +132,14 @@ class LanePane(Vertical):
                 self.view.append(result.text)
             self.view.end_answer()
             self.view.write_block(f"✗ {result.error}", "error")
-            self.set_status("error", str(result.error))
+            self.set_status("error", safe_line(str(result.error)))
         else:
             if result.text and not self._deltas:
                 self.view.append(result.text)  # a server that sent the answer whole
             self.view.end_answer()
             self.set_status("ready")
+        for note in result.notes:  # what the server sent wrong and the client worked around
+            self.view.write_block(f"ⓘ {note}", "note")
         self.metrics.show_result(result)
 
     def show_findings(self, findings: Sequence[Finding]) -> None:

@@ -15,13 +15,12 @@ starves the event loop. Here each cost is bounded by the screen, not the answer:
 Light styling instead of Markdown: fenced code blocks, headings, the user's prompts,
 errors and notes each get a component style (themeable in CSS). The text is kept exactly:
 rows concatenate back to what was received (tabs shown as spaces, control characters as
-U+FFFD), which :meth:`answer_text` returns for tests and benchmarks.
+visible escapes), which :meth:`answer_text` returns for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -33,6 +32,8 @@ from textual.events import Resize
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from quantlab.textsafe import safe_text
 
 #: Row kinds and their component classes (styled in DEFAULT_CSS, overridable in app.tcss).
 KINDS: tuple[str, ...] = (
@@ -48,18 +49,19 @@ KINDS: tuple[str, ...] = (
 )
 _COMPONENT = {k: f"stream-view--{k}" for k in KINDS if k != "text"}
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CACHE_LIMIT = 512
 
 
 def clean(text: str) -> str:
     """What is displayed for ``text``: tabs as 4 spaces, CR dropped, other control
-    characters as U+FFFD (they would move the terminal's cursor)."""
+    characters (C0, C1, DEL, bidi overrides) shown visibly as escapes such as ``\\x1b``
+    (quantlab.textsafe): they would move the terminal's cursor or reorder the text. Text
+    is drawn as plain segments, never parsed as markup."""
     if "\t" in text:
         text = text.replace("\t", "    ")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "")
-    return _CONTROL.sub("\ufffd", text) if _CONTROL.search(text) else text
+    return safe_text(text)
 
 
 def wrap(s: str, width: int) -> list[str]:
