@@ -350,6 +350,7 @@ class RunnerPane(Vertical):
                 concurrency=self._int_field("runner-concurrency", "concurrency", 1, 256),
                 repeat=self._int_field("runner-repeat", "repetitions", 1, 100),
                 quick=self.query_one("#runner-quick", Checkbox).value,
+                limits=getattr(self.app, "limits", None),  # [client] and the limit flags
             )
         except ValueError as exc:
             self.notify(str(exc), severity="error")
