@@ -24,28 +24,15 @@ from typing import Any
 
 from quantlab import suite_results
 from quantlab.client import LaneClient
-from quantlab.detectors import detect, detect_exchange
-from quantlab.fanout import fanout
+from quantlab.lanes import LaneRow, fill_lane_row, reference_lane
 from quantlab.longctx import GeneratorSpec, LongContextError, build_length
+from quantlab.pipeline import send_exchange
+from quantlab.progress_line import eta_seconds
 from quantlab.records import Case, Endpoint, Exchange, LaneResult, SamplingParams, new_id
 from quantlab.suites import Suite
 
 #: Row statuses, in the order a row goes through them.
 STATUSES = ("queued", "running", "done", "failed", "skipped", "cancelled")
-
-
-@dataclass
-class LaneRow:
-    """One lane's part of a row, as the table shows it."""
-
-    status: str = "queued"  # queued | running | done | failed | skipped
-    ttft_ms: float | None = None
-    tokens: int | None = None
-    tokens_per_s: float | None = None
-    flags: list[str] = field(default_factory=list)  # detectors that found a failure
-    warnings: list[str] = field(default_factory=list)  # detectors that warned
-    error: str | None = None
-    note: str = ""
 
 
 @dataclass
@@ -171,9 +158,7 @@ class Runner:
         self.rows: list[Row] = []
         self.results: dict[str, Any] = {}
         self.exchanges: list[Exchange] = []
-        self.reference = next(
-            (e.name for e in self.endpoints if e.role == "reference"), self.endpoints[0].name
-        )
+        self.reference = reference_lane(self.endpoints) or self.endpoints[0].name
         self._progress = Progress()
         self._t0 = 0.0
         self._work: asyncio.Task[None] | None = None
@@ -237,12 +222,7 @@ class Runner:
     def _snapshot(self) -> Progress:
         p = self._progress
         p.elapsed_s = round(time.monotonic() - self._t0, 3) if self._t0 else 0.0
-        sent = p.done - p.skipped
-        remaining = p.total - p.done
-        if sent > 0 and remaining > 0:
-            p.eta_s = round(p.elapsed_s / sent * remaining, 1)
-        else:
-            p.eta_s = 0.0 if remaining == 0 else None
+        p.eta_s = eta_seconds(p.elapsed_s, p.done - p.skipped, p.total - p.done)
         return replace(p)
 
     def _emit(self, kind: str, **kw: Any) -> None:
@@ -604,61 +584,44 @@ class Runner:
         for n in row.lanes:
             if row.lanes[n].status == "queued":
                 row.lanes[n].status = "running"
-        ref_text: dict[str, str] = {}
 
         def lane_done(lane: str, result: LaneResult) -> None:
-            # A first verdict the moment the lane ends (divergence waits for the reference).
-            ref = ref_text.get(self.reference) if lane != self.reference else None
-            if result.ok:
-                result.findings = detect(
-                    result.text,
-                    case=case,
-                    reference=ref,
-                    finish_reason=result.finish_reason,
-                    lane=lane,
-                    max_tokens=job.params.max_tokens,
-                )
-                if lane == self.reference:
-                    ref_text[lane] = result.text
-            _fill_lane(row.lanes[lane], result)
+            fill_lane_row(row.lanes[lane], result)
             self._emit("lane", row=row, lane=lane, result=result)
 
-        exchange = await fanout(
+        meta = {**job.meta, "run_id": self.run_id, "group": case.group}
+        checks = {
+            k: v
+            for k, v in (
+                ("expect", case.expect),
+                ("expect_regex", case.expect_regex),
+                ("format", case.format),
+            )
+            if v
+        }
+        if case.expect is not None or checks:
+            meta["checks"] = checks
+        exchange = await send_exchange(
             job.clients,
             {c.name: case.messages for c in job.clients},
             job.params,
             prompt=case.prompt,
             source=f"suite:{row.suite}/{case.id}",
+            reference=self.reference,
+            case=case,
+            suite=row.suite,
+            meta=meta,
             on_lane_done=lane_done,
             extra_body=job.extra_body,
+            store=self.store,
+            write=self._write,
         )
-        exchange.suite = row.suite
-        exchange.case_id = case.id
-        exchange.meta.update(job.meta)
-        exchange.meta.update({"run_id": self.run_id, "group": case.group})
-        if case.expect is not None or case.expect_regex or case.format:
-            exchange.meta["checks"] = {
-                k: v
-                for k, v in (
-                    ("expect", case.expect),
-                    ("expect_regex", case.expect_regex),
-                    ("format", case.format),
-                )
-                if v
-            }
-        ref = self.reference if self.reference in exchange.results else None
-        try:
-            detect_exchange(exchange, case=case, reference_lane=ref)
-        except Exception as exc:  # a detector bug must not lose the answers themselves
-            exchange.meta["detector_error"] = repr(exc)
         for lane, result in exchange.results.items():
-            _fill_lane(row.lanes[lane], result)
+            fill_lane_row(row.lanes[lane], result)
         row.exchange_id = exchange.id
         self.exchanges.append(exchange)
         if job.bucket is not None:
             job.bucket.append(exchange)
-        if self.store is not None:
-            await self._write(self.store.append_exchange, exchange)
         failed = any(not r.ok for r in exchange.results.values())
         self._set_row(row, "failed" if failed else "done", exchange=exchange)
 
@@ -731,16 +694,6 @@ def _levels(raw: Any, default: list[int]) -> list[int]:
         return default
     out = sorted({int(x) for x in raw if isinstance(x, int) and x >= 1})
     return out or default
-
-
-def _fill_lane(lr: LaneRow, result: LaneResult) -> None:
-    lr.status = "done" if result.ok else "failed"
-    lr.ttft_ms = result.timing.ttft_ms
-    lr.tokens = result.timing.output_tokens
-    lr.tokens_per_s = result.timing.tokens_per_s
-    lr.flags = sorted({f.detector for f in result.findings if f.severity == "fail"})
-    lr.warnings = sorted({f.detector for f in result.findings if f.severity == "warn"})
-    lr.error = None if result.error is None else str(result.error)
 
 
 def _cold_case(tmpl: Case, uid: str, ep: Endpoint) -> tuple[Case, dict[str, Any] | None, str]:

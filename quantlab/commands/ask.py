@@ -1,6 +1,8 @@
 """``quantlab ask PROMPT``: one prompt to every endpoint at once, answers side by side.
 
-The same fan-out and client as the chat screen, so its numbers mean the same. ``--json``
+The same exchange pipeline as the chat screen and the runner (send, detect, save), so its
+numbers and findings mean the same; ``--session FILE`` appends the exchange, findings
+included. ``--json``
 prints one object for scripts: ``{"wall_ms", "lanes": [{"name", "model", "text",
 "finish_reason", "usage", "ttft_ms", "itl_ms", "e2e_ms", "output_tokens", "tokens_per_s",
 "error"}]}``. Exit status 0 when every lane answered, 1 when any failed, 2 for bad input.
@@ -14,6 +16,7 @@ import shutil
 import sys
 import textwrap
 import unicodedata
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,9 +24,12 @@ import orjson
 
 from quantlab.client import LaneClient
 from quantlab.config import ConfigError, load_config, resolve_endpoints
-from quantlab.fanout import Conversation, fanout, lane_results
+from quantlab.fanout import Conversation, lane_results
+from quantlab.lanes import reference_lane
 from quantlab.machine import machine_facts
+from quantlab.pipeline import Write, send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
+from quantlab.session import SessionStore
 
 GAP = "   "
 MIN_COLUMN = 28  # narrower than this, lanes are stacked instead
@@ -82,16 +88,36 @@ class _Progress:
 
 
 async def ask(
-    endpoints: list[Endpoint], prompt: str, params: SamplingParams, timeout: float
+    endpoints: list[Endpoint],
+    prompt: str,
+    params: SamplingParams,
+    timeout: float,
+    *,
+    session: str | None = None,
 ) -> Exchange:
-    """Discover every endpoint, then fan the prompt out once."""
+    """Discover every endpoint, then send the prompt once through the exchange pipeline
+    (detectors included); with ``session``, the exchange is appended to that file."""
     clients = [LaneClient(ep, read_timeout=timeout, total_timeout=timeout) for ep in endpoints]
+    store: SessionStore | None = None
     try:
         await asyncio.gather(*(c.discover(timeout=min(5.0, timeout)) for c in clients))
+        if session is not None:
+            store = await asyncio.to_thread(_open_store, session, endpoints)
         messages = Conversation([c.name for c in clients]).messages_for(prompt, params)
-        return await fanout(clients, messages, params, prompt=prompt, source="ask")
+        return await send_exchange(
+            clients,
+            messages,
+            params,
+            prompt=prompt,
+            source="ask",
+            reference=reference_lane(endpoints),
+            store=store,
+            write=_saver(session or ""),
+        )
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
+        if store is not None:
+            await asyncio.to_thread(store.close)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,14 +134,14 @@ def run(args: argparse.Namespace) -> int:
         params = _params(args, config.sampling)
         with resolve_endpoints(args, config, progress=progress) as setup:
             progress.close()
-            exchange = asyncio.run(ask(setup.endpoints, prompt, params, args.timeout))
+            exchange = asyncio.run(
+                ask(setup.endpoints, prompt, params, args.timeout, session=args.session)
+            )
             endpoints = setup.endpoints
     except ConfigError as exc:
         progress.close()
         print(f"quantlab ask: {exc}", file=sys.stderr)
         return 2
-    if args.session:
-        _save(args.session, endpoints, exchange)
     if args.json:
         out = {"wall_ms": exchange.wall_ms, "lanes": lane_results(exchange)}
         sys.stdout.write(orjson.dumps(out).decode() + "\n")
@@ -126,21 +152,26 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in exchange.results.values()) else 1
 
 
-def _save(path: str, endpoints: list[Endpoint], exchange: Exchange) -> None:
-    """Append the exchange to a session file (the session store owns the format)."""
+def _open_store(path: str, endpoints: list[Endpoint]) -> SessionStore | None:
+    """The session to append to, or None (with a note) when it cannot be opened: the
+    answers are printed anyway."""
     try:
-        from quantlab.session import SessionStore
-    except ImportError:
-        print("quantlab ask: session files are not available yet; not saved", file=sys.stderr)
-        return
-    try:
-        store = SessionStore.open(path, endpoints=endpoints, machine=machine_facts())
-        try:
-            store.append_exchange(exchange)
-        finally:
-            store.close()
-    except Exception as exc:  # the answers are printed anyway: say why nothing was saved
+        return SessionStore.open(path, endpoints=endpoints, machine=machine_facts())
+    except Exception as exc:
         print(f"quantlab ask: could not save to {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def _saver(path: str) -> Write:
+    """A session write that says why nothing was saved instead of losing the answers."""
+
+    async def write(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            print(f"quantlab ask: could not save to {path}: {exc}", file=sys.stderr)
+
+    return write
 
 
 # ------------------------------------------------------------------ text output

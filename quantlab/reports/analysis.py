@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from quantlab import suite_results
+from quantlab.lanes import reference_lane
 from quantlab.records import Exchange, Fact, LaneResult
 from quantlab.reports import stats
 from quantlab.reports.methods import describe, method_of
@@ -89,21 +90,8 @@ def suite_name(ex: Exchange) -> str:
 
 
 def pick_reference(session: Session) -> str | None:
-    """The reference lane: the one the last run used, else the endpoint whose role is
-    "reference", else the first lane."""
-    lanes = session.lanes
-    if not lanes:
-        return None
-    runs = session.meta.get("runs")
-    if isinstance(runs, list):
-        for run in reversed(runs):
-            ref = run.get("reference") if isinstance(run, dict) else None
-            if ref in lanes:
-                return ref
-    for e in session.endpoints:
-        if e.role == "reference" and e.name in lanes:
-            return e.name
-    return lanes[0]
+    """The session's reference lane (the rule is :func:`quantlab.lanes.reference_lane`)."""
+    return reference_lane(session.endpoints, session.lanes, session.meta.get("runs"))
 
 
 # ------------------------------------------------------------------ the lanes
