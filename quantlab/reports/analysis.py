@@ -23,6 +23,7 @@ from typing import Any
 
 from quantlab import suite_results
 from quantlab.lanes import reference_lane
+from quantlab.quantiles import percentile
 from quantlab.records import Exchange, Fact, LaneResult
 from quantlab.reports import stats
 from quantlab.reports.methods import describe, method_of
@@ -292,7 +293,7 @@ def long_context(
                 "all_recalled": stats.proportion(all_k, answers).to_dict(),
             }
         entry["ttft_p50_ms"] = {
-            lane: _round(stats.percentile(v, 50), 1) for lane, v in ttft.get(label, {}).items()
+            lane: _round(percentile(v, 50), 1) for lane, v in ttft.get(label, {}).items()
         }
         by_length.append(entry)
     facts_out = [
@@ -352,7 +353,7 @@ def concurrency(exchanges: Sequence[Exchange]) -> dict[str, Any] | None:
         ]
         row["differ"] = row["compared"] - row["identical"]
         row["first_diff_min"] = min(diffs) if diffs else None
-        row["first_diff_median"] = stats.percentile(diffs, 50) if diffs else None
+        row["first_diff_median"] = percentile(diffs, 50) if diffs else None
     return cmp
 
 
@@ -428,14 +429,14 @@ def latency(exchanges: Sequence[Exchange], lanes: Sequence[str]) -> dict[str, An
             continue
         out["lanes"][lane] = {
             "answers": len(a["e2e"]),
-            "ttft_p50_ms": _round(stats.percentile(a["ttft"], 50), 1),
-            "ttft_p95_ms": _round(stats.percentile(a["ttft"], 95), 1),
-            "itl_p50_ms": _round(stats.percentile(a["itl"], 50), 2),
-            "itl_p95_ms": _round(stats.percentile(a["itl"], 95), 2),
-            "e2e_p50_ms": _round(stats.percentile(a["e2e"], 50), 1),
-            "e2e_p95_ms": _round(stats.percentile(a["e2e"], 95), 1),
-            "tokens_per_s_p50": _round(stats.percentile(a["tps"], 50), 1),
-            "tokens_per_s_p95": _round(stats.percentile(a["tps"], 95), 1),
+            "ttft_p50_ms": _round(percentile(a["ttft"], 50), 1),
+            "ttft_p95_ms": _round(percentile(a["ttft"], 95), 1),
+            "itl_p50_ms": _round(percentile(a["itl"], 50), 2),
+            "itl_p95_ms": _round(percentile(a["itl"], 95), 2),
+            "e2e_p50_ms": _round(percentile(a["e2e"], 50), 1),
+            "e2e_p95_ms": _round(percentile(a["e2e"], 95), 1),
+            "tokens_per_s_p50": _round(percentile(a["tps"], 50), 1),
+            "tokens_per_s_p95": _round(percentile(a["tps"], 95), 1),
             "output_tokens_mean": _round(sum(a["out"]) / len(a["out"]), 1) if a["out"] else None,
         }
     return out

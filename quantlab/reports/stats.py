@@ -464,12 +464,3 @@ def paired_bootstrap(
 
 
 # ------------------------------------------------------------------ latency summaries
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0–100) with linear interpolation (numpy's default), None for no
-    values. Used for TTFT/ITL/e2e p50/p95 everywhere so all reports agree."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return None
-    return float(np.percentile(np.asarray(vals), q))
