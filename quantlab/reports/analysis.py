@@ -63,15 +63,30 @@ def _round(x: float | None, nd: int = 4) -> float | None:
 
 
 def suite_kind(session: Session, ex: Exchange) -> str:
-    """The kind of suite an exchange came from: "chat" for chat/ask exchanges, else what
-    the runner recorded for the suite, else what the exchange's own meta shows."""
+    """The kind of suite an exchange came from: "chat" for chat/ask exchanges, else the
+    kind the runner stored (the exchange's ``meta["suite_kind"]``, the suite's result, the
+    run record's ``kinds``). Only sessions written before the kind was stored fall back to
+    guessing it from the exchange's meta keys."""
     if ex.suite is None and not ex.source.startswith("suite:"):
         return "chat"
+    m = ex.meta
+    if isinstance(m.get("suite_kind"), str):
+        return str(m["suite_kind"])
+    name = ex.suite or ""
     results = session.meta.get("results")
     if isinstance(results, dict):
-        rec = results.get(ex.suite or "")
+        rec = results.get(name)
         if isinstance(rec, dict) and isinstance(rec.get("kind"), str):
-            return rec["kind"]
+            return str(rec["kind"])
+    for run in reversed(session.meta.get("runs") or []):
+        kinds = run.get("kinds") if isinstance(run, dict) else None
+        if isinstance(kinds, dict) and isinstance(kinds.get(name), str):
+            return str(kinds[name])
+    return _guess_kind(ex)
+
+
+def _guess_kind(ex: Exchange) -> str:
+    """An old session's kind, from the meta keys each kind writes."""
     m = ex.meta
     if "ttft_mode" in m and "lane" in m:
         return "capacity"
