@@ -15,7 +15,7 @@ from typing import Any
 
 from quantlab.reports import stats
 from quantlab.reports.fmt import diff_points, num, rate_cell
-from quantlab.reports.verdict import RULES
+from quantlab.reports.verdict import RULES, detects_meaningful_drop
 
 LITERATURE = (
     "For context, from the literature (not measured here): 4-bit weight-only quantization "
@@ -46,8 +46,7 @@ def _checks(a: dict[str, Any], cand: str) -> list[str]:
     if cmp:
         need = _cases_needed((cmp["ref_only"] + cmp["cand_only"]) / max(cmp["n_pairs"], 1))
         item(
-            cmp["verdict"] == "no_difference"
-            or (cmp["verdict"] == "candidate_better" and (cmp["mdd"] or 1) <= 0.1),
+            detects_meaningful_drop(cmp),
             f"No significant drop in pass rate over enough paired cases to see a 10-point "
             f"drop (about {need} at this discordance).",
             f"{cmp['n_pairs']} cases, {diff_points(cmp['difference'])}, p = "

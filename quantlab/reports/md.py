@@ -288,8 +288,26 @@ def _groups(a: dict[str, Any]) -> list[str]:
         for cand, drops in g["breaks_first"].items():
             losing = [d for d in drops if d["difference"] is not None and d["difference"] < 0]
             if losing:
-                order = ", ".join(f"{d['group']} ({diff_points(d['difference'])})" for d in losing)
-                out.append(f"{cand} falls behind {ref} first on: {order}.")
+                worse = {
+                    name
+                    for name, b in g["groups"].items()
+                    for c in b["comparisons"]
+                    if c["candidate"] == cand and c["verdict"] == "candidate_worse"
+                }
+                order = ", ".join(
+                    f"{d['group']} ({diff_points(d['difference'])}"
+                    + (", significant" if d["group"] in worse else "")
+                    + ")"
+                    for d in losing
+                )
+                note = (
+                    "descriptive: significant after Holm correction only where marked"
+                    if worse
+                    else "descriptive: none is significant"
+                )
+                out.append(
+                    f"{cand}'s largest raw gaps against {ref}, largest first ({note}): {order}."
+                )
             else:
                 out.append(f"{cand} does not fall behind {ref} in any group of {g['suite']}.")
         sizes = [b["cases"] for b in g["groups"].values()]
@@ -528,7 +546,7 @@ def _latency(a: dict[str, Any]) -> list[str]:
                 num(v["e2e_p50_ms"], 0),
                 num(v["e2e_p95_ms"], 0),
                 num(v["tokens_per_s_p50"], 1),
-                num(v["tokens_per_s_p95"], 1),
+                num(v["tokens_per_s_p5"], 1),
             ]
         )
     out += table(
@@ -542,7 +560,7 @@ def _latency(a: dict[str, Any]) -> list[str]:
             "e2e p50 ms",
             "e2e p95 ms",
             "tok/s p50",
-            "tok/s p95",
+            "tok/s p5 (slow tail)",
         ],
         rows,
         "lrrrrrrrrr",
@@ -674,6 +692,8 @@ def _definitions(a: dict[str, Any]) -> list[str]:
         "pass_rate": "Pass rate",
         "paired_comparison": "Paired comparison",
         "not_enough_cases": "Not enough cases to tell",
+        "multiplicity": "Many groups, one family (Holm)",
+        "mdd_assumption": "Detectable difference with no discordant pair",
         "recall": "Fact recall",
         "latency": "Latency",
         "capacity": "Capacity",
