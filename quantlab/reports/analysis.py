@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from quantlab import suite_results
@@ -491,6 +491,20 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
     a person confirmed a warning (the pass/fail definition); other warnings and dismissed
     findings are counted apart.
     """
+    priority = _example_priority(session, reference)
+    return {
+        "detectors": _findings_by_detector(session, reference, priority),
+        "annotations": _annotations_by_tag(session, reference, priority),
+        "annotation_count": len(session.annotations),
+    }
+
+
+Priority = Callable[[str, str], int]
+
+
+def _example_priority(session: Session, reference: str | None) -> Priority:
+    """(exchange id, lane) -> 0 for a candidate failing where the reference passed, 1 for
+    a candidate failing with the reference, 2 for the reference itself: _pick's order."""
     index = annotations_by_lane(session.annotations)
     ref_failed: dict[str, bool] = {}
     for ex in session.exchanges:
@@ -503,6 +517,14 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
             return 2
         return 1 if ref_failed.get(ex_id, True) else 0
 
+    return priority
+
+
+def _findings_by_detector(
+    session: Session, reference: str | None, priority: Priority
+) -> dict[str, dict[str, Any]]:
+    """Per detector: fail/warn/confirmed/dismissed counts per lane and quoted examples,
+    the detector with the most failures first."""
     detectors: dict[str, dict[str, Any]] = {}
     n = 0
     for ex in session.exchanges:
@@ -530,7 +552,7 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
                     d["found"].append(
                         (priority(ex.id, lane), n, _example(ex, lane, r, f.evidence, reference))
                     )
-    by_detector = {
+    return {
         name: {
             "fail": dict(d["fail"]),
             "warn": dict(d["warn"]),
@@ -540,7 +562,15 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
         }
         for name, d in sorted(detectors.items(), key=lambda kv: -sum(kv[1]["fail"].values()))
     }
+
+
+def _annotations_by_tag(
+    session: Session, reference: str | None, priority: Priority
+) -> dict[str, dict[str, Any]]:
+    """Per annotation tag: counts per lane, failing ones (severity at the fail threshold)
+    and quoted examples, the most used tag first."""
     tags: dict[str, dict[str, Any]] = {}
+    n = 0
     for a in session.annotations:
         ex = session.exchange(a.exchange_id)
         targets = [a.lane] if a.lane != "*" else (list(ex.results) if ex else ["*"])
@@ -553,26 +583,20 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
             if ex is not None:
                 n += 1
                 note = f"severity {a.severity}" + (f": {a.note}" if a.note else "")
-                lane = targets[0]
                 t["found"].append(
                     (
                         priority(ex.id, a.lane) if a.lane != "*" else 1,
                         n,
-                        _example(ex, a.lane, ex.results.get(lane), note, reference),
+                        _example(ex, a.lane, ex.results.get(targets[0]), note, reference),
                     )
                 )
-    by_tag = {
+    return {
         tag: {
             "count": dict(t["count"]),
             "failing": dict(t["failing"]),
             "examples": _pick(t["found"]),
         }
         for tag, t in sorted(tags.items(), key=lambda kv: -sum(kv[1]["count"].values()))
-    }
-    return {
-        "detectors": by_detector,
-        "annotations": by_tag,
-        "annotation_count": len(session.annotations),
     }
 
 
