@@ -1045,38 +1045,51 @@ def _serving_sentences(a: dict[str, Any]) -> list[str]:
 
 def headline(a: dict[str, Any]) -> str:
     """One paragraph in plain words with the numbers a decision needs first."""
-    ref = a["reference"]
-    cands = a["candidates"]
-    overall = a["overall"]
-    parts: list[str] = []
-    if ref is None:
+    if a["reference"] is None:
         return "The session holds no answers: there is nothing to report yet."
-    if not overall["cases"]:
-        parts.append("No quality cases were run in this session (only load tests).")
-    else:
-        lanes_txt = "; ".join(
-            f"{lane} passed {rate_phrase(overall['lanes'][lane])}"
-            for lane in [ref, *cands]
-            if lane in overall["lanes"]
-        )
-        parts.append(
-            f"Over {overall['cases']} quality case{'s' if overall['cases'] != 1 else ''}, "
-            f"{lanes_txt}."
-        )
-        ref_rate = overall["lanes"].get(ref, {}).get("rate")
-        if ref_rate is not None and ref_rate < 0.5:
-            parts.append(
-                "The reference itself fails most cases, so the checks are hard for this model: "
-                "judge the candidate by the cases where the two lanes disagree, not by the "
-                "raw rates."
-            )
-        for cmp in overall["comparisons"]:
-            parts.append(cmp["sentence"])
-            top = overall["lanes"].get(cmp["candidate"], {}).get("reasons") or {}
-            if top:
-                listed = ", ".join(f"{k} ({v})" for k, v in list(top.items())[:3])
-                parts.append(f"{cmp['candidate']}'s failed cases were mostly: {listed}.")
+    parts = _quality_sentences(a)
     parts += _mostly_candidate(a)
+    parts += _group_gap_sentences(a)
+    parts += _recall_sentences(a)
+    parts += _serving_sentences(a)
+    parts += _speed_sentences(a)
+    parts += _not_measured(a)
+    return " ".join(parts)
+
+
+def _quality_sentences(a: dict[str, Any]) -> list[str]:
+    ref, overall = a["reference"], a["overall"]
+    if not overall["cases"]:
+        return ["No quality cases were run in this session (only load tests)."]
+    lanes_txt = "; ".join(
+        f"{lane} passed {rate_phrase(overall['lanes'][lane])}"
+        for lane in [ref, *a["candidates"]]
+        if lane in overall["lanes"]
+    )
+    parts = [
+        f"Over {overall['cases']} quality case{'s' if overall['cases'] != 1 else ''}, {lanes_txt}."
+    ]
+    ref_rate = overall["lanes"].get(ref, {}).get("rate")
+    if ref_rate is not None and ref_rate < 0.5:
+        parts.append(
+            "The reference itself fails most cases, so the checks are hard for this model: "
+            "judge the candidate by the cases where the two lanes disagree, not by the "
+            "raw rates."
+        )
+    for cmp in overall["comparisons"]:
+        parts.append(cmp["sentence"])
+        top = overall["lanes"].get(cmp["candidate"], {}).get("reasons") or {}
+        if top:
+            listed = ", ".join(f"{k} ({v})" for k, v in list(top.items())[:3])
+            parts.append(f"{cmp['candidate']}'s failed cases were mostly: {listed}.")
+    return parts
+
+
+def _group_gap_sentences(a: dict[str, Any]) -> list[str]:
+    """The group each candidate is furthest behind in: significant (after Holm) or
+    worded as a raw gap, never as a loss."""
+    ref = a["reference"]
+    parts = []
     for g in a.get("groups") or []:
         for cand, drops in g["breaks_first"].items():
             worst = drops[0] if drops else None
@@ -1095,26 +1108,38 @@ def headline(a: dict[str, Any]) -> str:
                     f"In {g['suite']}, {cand}'s largest raw gap is on {worst['group']}: "
                     f"{gap}, not significant ({block['cases']} cases)."
                 )
+    return parts
+
+
+def _recall_sentences(a: dict[str, Any]) -> list[str]:
     lc = a.get("long_context")
-    if lc and lc["by_length"]:
-        longest = lc["by_length"][-1]
-        recall = ", ".join(
-            f"{lane} {_pct(v['facts']['rate'])}" for lane, v in longest["lanes"].items()
-        )
-        if recall:
-            parts.append(f"Fact recall at the longest context run ({longest['label']}): {recall}.")
-    parts += _serving_sentences(a)
-    lat = a.get("latency")
-    if lat and ref in lat["lanes"]:
-        r_tps = lat["lanes"][ref]["tokens_per_s_p50"]
-        for cand in cands:
-            c = lat["lanes"].get(cand)
-            if c and r_tps and c["tokens_per_s_p50"]:
-                ratio = c["tokens_per_s_p50"] / r_tps
-                parts.append(
-                    f"{cand} decodes at {c['tokens_per_s_p50']:.0f} tok/s (median) against "
-                    f"{r_tps:.0f} for {ref} ({ratio:.2f}×)."
-                )
+    if not lc or not lc["by_length"]:
+        return []
+    longest = lc["by_length"][-1]
+    recall = ", ".join(f"{lane} {_pct(v['facts']['rate'])}" for lane, v in longest["lanes"].items())
+    if not recall:
+        return []
+    return [f"Fact recall at the longest context run ({longest['label']}): {recall}."]
+
+
+def _speed_sentences(a: dict[str, Any]) -> list[str]:
+    ref, lat = a["reference"], a.get("latency")
+    if not lat or ref not in lat["lanes"]:
+        return []
+    r_tps = lat["lanes"][ref]["tokens_per_s_p50"]
+    parts = []
+    for cand in a["candidates"]:
+        c = lat["lanes"].get(cand)
+        if c and r_tps and c["tokens_per_s_p50"]:
+            ratio = c["tokens_per_s_p50"] / r_tps
+            parts.append(
+                f"{cand} decodes at {c['tokens_per_s_p50']:.0f} tok/s (median) against "
+                f"{r_tps:.0f} for {ref} ({ratio:.2f}×)."
+            )
+    return parts
+
+
+def _not_measured(a: dict[str, Any]) -> list[str]:
     missing = [
         name
         for key, name in (
@@ -1125,6 +1150,4 @@ def headline(a: dict[str, Any]) -> str:
         )
         if a.get(key) is None
     ]
-    if missing:
-        parts.append(f"Not measured in this session: {', '.join(missing)}.")
-    return " ".join(parts)
+    return [f"Not measured in this session: {', '.join(missing)}."] if missing else []
