@@ -19,7 +19,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from quantlab import suite_results
 from quantlab.lanes import reference_lane
@@ -36,6 +36,7 @@ from quantlab.reports.outcomes import (
     judge_cases,
     lane_annotations,
 )
+from quantlab.reports.shapes import Analysis, Comparison, GroupTable, RateBlock, SuiteBlock
 from quantlab.session import Session
 
 REPORT_SCHEMA = "quantlab.report/1"
@@ -170,7 +171,7 @@ def _rates(cases: Sequence[CaseOutcome], lanes: Sequence[str]) -> dict[str, Any]
 
 def _comparisons(
     cases: Sequence[CaseOutcome], reference: str | None, candidates: Sequence[str]
-) -> list[dict[str, Any]]:
+) -> list[Comparison]:
     if reference is None:
         return []
     out = []
@@ -182,7 +183,7 @@ def _comparisons(
             and c.outcomes[cand].outcome != "not_judged"
         ]
         cmp = stats.compare_paired(pairs, reference=reference, candidate=cand)
-        d = cmp.to_dict()
+        d = cast(Comparison, cmp.to_dict())
         # Which cases the candidate lost and won: what a person opens first.
         d["lost_cases"] = [
             _case_label(c)
@@ -213,7 +214,7 @@ def _rate_block(
     lanes: Sequence[str],
     reference: str | None,
     candidates: Sequence[str],
-) -> dict[str, Any]:
+) -> RateBlock:
     return {
         "cases": len(cases),
         "lanes": _rates(cases, lanes),
@@ -712,10 +713,9 @@ def telemetry(points: Sequence[Any]) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ everything
 
 
-def analyze(
-    session: Session, *, gpu_hour_price: float | None = None, seed: int = 0
-) -> dict[str, Any]:
-    """The full analysis of ``session`` as a JSON-ready dict (see the module docstring)."""
+def analyze(session: Session, *, gpu_hour_price: float | None = None, seed: int = 0) -> Analysis:
+    """The full analysis of ``session`` as a JSON-ready dict, typed as
+    :class:`quantlab.reports.shapes.Analysis` (see the module docstring)."""
     lanes = session.lanes
     reference = pick_reference(session)
     candidates = [x for x in lanes if x != reference]
@@ -733,9 +733,9 @@ def analyze(
         by_suite.setdefault(name, []).append(ex)
         kinds.setdefault(name, suite_kind(session, ex))
 
-    suites = []
+    suites: list[SuiteBlock] = []
     quality_cases: list[CaseOutcome] = []
-    groups = []
+    groups: list[GroupTable] = []
     for name, exs in by_suite.items():
         kind = kinds[name]
         suite_lanes = [x for x in lanes if any(x in ex.results for ex in exs)]
@@ -772,7 +772,7 @@ def analyze(
         ex for ex in session.exchanges if kinds[suite_name(ex)] not in ("capacity", "long_context")
     ]
 
-    analysis: dict[str, Any] = {
+    analysis: Analysis = {
         "schema": REPORT_SCHEMA,
         "session": {
             "id": session.id,
@@ -822,9 +822,9 @@ def analyze(
     return analysis
 
 
-def _group_blocks(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _group_blocks(groups: Sequence[GroupTable]) -> list[RateBlock]:
     """Every case-group and family block of the report's group tables."""
-    out: list[dict[str, Any]] = []
+    out: list[RateBlock] = []
     for g in groups:
         out += list(g["groups"].values())
         out += list((g["families"] or {}).values())
@@ -832,7 +832,7 @@ def _group_blocks(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _holm_correct(
-    blocks: Sequence[dict[str, Any]], reference: str | None, candidates: Sequence[str]
+    blocks: Sequence[RateBlock], reference: str | None, candidates: Sequence[str]
 ) -> None:
     """Correct each candidate's paired comparisons for multiplicity across the report.
 
@@ -863,7 +863,7 @@ def _holm_correct(
                 p_holm=p,
                 family_size=len(cmps),
             )
-            c.update(fresh.to_dict())
+            c.update(cast(Comparison, fresh.to_dict()))
 
 
 def _groups(
@@ -873,7 +873,7 @@ def _groups(
     lanes: Sequence[str],
     reference: str | None,
     candidates: Sequence[str],
-) -> dict[str, Any] | None:
+) -> GroupTable | None:
     """Pass rates per case group (e.g. calibration vs ood:code), and per family (the part
     before ":"), with where each candidate loses most against the reference."""
     group_of: dict[str, str] = {}
@@ -882,7 +882,7 @@ def _groups(
     if len({g for g in group_of.values() if g}) < 2:
         return None
 
-    def block(keyfn: Any) -> dict[str, Any]:
+    def block(keyfn: Any) -> dict[str, RateBlock]:
         buckets: dict[str, list[CaseOutcome]] = {}
         for c in cases:
             g = group_of.get(c.exchange_ids[0], "")
@@ -986,7 +986,7 @@ def rate_phrase(p: dict[str, Any]) -> str:
     )
 
 
-def _mostly_candidate(a: dict[str, Any]) -> list[str]:
+def _mostly_candidate(a: Analysis) -> list[str]:
     """Failure modes a candidate shows clearly more often than the reference: the
     quantization's own signature (at least 2 more answers, and at least twice as many)."""
     ref = a["reference"]
@@ -1002,7 +1002,7 @@ def _mostly_candidate(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _serving_sentences(a: dict[str, Any]) -> list[str]:
+def _serving_sentences(a: Analysis) -> list[str]:
     """Concurrency stability and capacity at the highest level both lanes reached."""
     ref = a["reference"]
     out = []
@@ -1043,7 +1043,7 @@ def _serving_sentences(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def headline(a: dict[str, Any]) -> str:
+def headline(a: Analysis) -> str:
     """One paragraph in plain words with the numbers a decision needs first."""
     if a["reference"] is None:
         return "The session holds no answers: there is nothing to report yet."
@@ -1057,7 +1057,7 @@ def headline(a: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _quality_sentences(a: dict[str, Any]) -> list[str]:
+def _quality_sentences(a: Analysis) -> list[str]:
     ref, overall = a["reference"], a["overall"]
     if not overall["cases"]:
         return ["No quality cases were run in this session (only load tests)."]
@@ -1069,7 +1069,7 @@ def _quality_sentences(a: dict[str, Any]) -> list[str]:
     parts = [
         f"Over {overall['cases']} quality case{'s' if overall['cases'] != 1 else ''}, {lanes_txt}."
     ]
-    ref_rate = overall["lanes"].get(ref, {}).get("rate")
+    ref_rate = overall["lanes"].get(ref or "", {}).get("rate")
     if ref_rate is not None and ref_rate < 0.5:
         parts.append(
             "The reference itself fails most cases, so the checks are hard for this model: "
@@ -1085,7 +1085,7 @@ def _quality_sentences(a: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _group_gap_sentences(a: dict[str, Any]) -> list[str]:
+def _group_gap_sentences(a: Analysis) -> list[str]:
     """The group each candidate is furthest behind in: significant (after Holm) or
     worded as a raw gap, never as a loss."""
     ref = a["reference"]
@@ -1111,7 +1111,7 @@ def _group_gap_sentences(a: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _recall_sentences(a: dict[str, Any]) -> list[str]:
+def _recall_sentences(a: Analysis) -> list[str]:
     lc = a.get("long_context")
     if not lc or not lc["by_length"]:
         return []
@@ -1122,7 +1122,7 @@ def _recall_sentences(a: dict[str, Any]) -> list[str]:
     return [f"Fact recall at the longest context run ({longest['label']}): {recall}."]
 
 
-def _speed_sentences(a: dict[str, Any]) -> list[str]:
+def _speed_sentences(a: Analysis) -> list[str]:
     ref, lat = a["reference"], a.get("latency")
     if not lat or ref not in lat["lanes"]:
         return []
@@ -1139,7 +1139,7 @@ def _speed_sentences(a: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _not_measured(a: dict[str, Any]) -> list[str]:
+def _not_measured(a: Analysis) -> list[str]:
     missing = [
         name
         for key, name in (

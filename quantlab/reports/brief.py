@@ -11,10 +11,10 @@ a paragraph marked as such, never mixed with measurements.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 from quantlab.reports import stats
 from quantlab.reports.fmt import diff_points, num, rate_cell
+from quantlab.reports.shapes import Analysis
 from quantlab.reports.verdict import RULES, detects_meaningful_drop
 
 LITERATURE = (
@@ -34,7 +34,7 @@ def _cases_needed(discordant_rate: float) -> int:
     return int(round(n / 10.0) * 10)
 
 
-def _checks(a: dict[str, Any], cand: str) -> list[str]:
+def _checks(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     cmp = next((c for c in a["overall"]["comparisons"] if c["candidate"] == cand), None)
     out = []
@@ -142,7 +142,7 @@ def _checks(a: dict[str, Any], cand: str) -> list[str]:
     return out
 
 
-def _tradeoff(a: dict[str, Any], cand: str) -> list[str]:
+def _tradeoff(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     out = []
     lat = a["latency"]
@@ -196,7 +196,7 @@ def _tradeoff(a: dict[str, Any], cand: str) -> list[str]:
     return out
 
 
-def render(a: dict[str, Any]) -> str:
+def render(a: Analysis) -> str:
     """The brief as Markdown."""
     ref = a["reference"]
     cands = a["candidates"]

@@ -14,6 +14,8 @@ import json
 import math
 from typing import Any
 
+from quantlab.reports.shapes import Analysis
+
 
 def clean(value: Any) -> Any:
     """JSON has no NaN or infinity: a non-finite number (a decode rate over a zero-length
@@ -27,7 +29,7 @@ def clean(value: Any) -> Any:
     return value
 
 
-def render(analysis: dict[str, Any]) -> str:
+def render(analysis: Analysis) -> str:
     """Pretty-printed JSON, UTF-8 characters kept as they are."""
     doc = clean(analysis)
     return json.dumps(doc, ensure_ascii=False, indent=2, default=str, allow_nan=False) + "\n"

@@ -25,6 +25,7 @@ from quantlab.reports.fmt import (
     rate_cell,
     table,
 )
+from quantlab.reports.shapes import Analysis, RateBlock
 
 
 def _when(ts: float | None) -> str:
@@ -36,7 +37,7 @@ def _when(ts: float | None) -> str:
 # ------------------------------------------------------------------ sections
 
 
-def _title(a: dict[str, Any]) -> list[str]:
+def _title(a: Analysis) -> list[str]:
     ref = a["reference"]
     cands = a["candidates"]
     if ref is None:
@@ -64,7 +65,7 @@ def _title(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _headline(a: dict[str, Any]) -> list[str]:
+def _headline(a: Analysis) -> list[str]:
     out = ["## Headline", "", a["headline"], ""]
     for cand, v in (a.get("verdicts") or {}).items():
         out.append(
@@ -75,7 +76,7 @@ def _headline(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _compared(a: dict[str, Any]) -> list[str]:
+def _compared(a: Analysis) -> list[str]:
     out = ["## What was compared", ""]
     rows = []
     for lane in a["lanes"]:
@@ -140,7 +141,7 @@ def _machine(m: dict[str, Any]) -> list[str]:
     return [f"Machine: {'; '.join(bits) or 'recorded without details'}.", ""]
 
 
-def _pass_rates(a: dict[str, Any]) -> list[str]:
+def _pass_rates(a: Analysis) -> list[str]:
     out = ["## Pass rates", ""]
     lanes = [x["name"] for x in a["lanes"]]
     if not a["suites"]:
@@ -184,7 +185,7 @@ def _pass_rates(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _paired(a: dict[str, Any]) -> list[str]:
+def _paired(a: Analysis) -> list[str]:
     ref = a["reference"]
     if not a["candidates"] or ref is None:
         return []
@@ -195,7 +196,7 @@ def _paired(a: dict[str, Any]) -> list[str]:
     )
     out.append("")
     rows = []
-    scopes = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
+    scopes: list[tuple[str, RateBlock]] = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
     if a["overall"]["cases"]:
         scopes.append(("**all quality cases**", a["overall"]))
     for label, block in scopes:
@@ -253,7 +254,7 @@ def _paired(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _groups(a: dict[str, Any]) -> list[str]:
+def _groups(a: Analysis) -> list[str]:
     if not a["groups"]:
         return []
     ref = a["reference"]
@@ -325,7 +326,7 @@ def _groups(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _long_context(a: dict[str, Any]) -> list[str]:
+def _long_context(a: Analysis) -> list[str]:
     lc = a["long_context"]
     out = ["## Long context", ""]
     if lc is None:
@@ -413,7 +414,7 @@ def _long_context(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _concurrency(a: dict[str, Any]) -> list[str]:
+def _concurrency(a: Analysis) -> list[str]:
     c = a["concurrency"]
     out = ["## Concurrency", ""]
     if c is None:
@@ -469,7 +470,7 @@ def _concurrency(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _capacity(a: dict[str, Any]) -> list[str]:
+def _capacity(a: Analysis) -> list[str]:
     cap = a["capacity"]
     out = ["## Capacity", ""]
     if cap is None:
@@ -528,7 +529,7 @@ def _capacity(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _latency(a: dict[str, Any]) -> list[str]:
+def _latency(a: Analysis) -> list[str]:
     lat = a["latency"]
     out = ["## Latency (one request at a time)", ""]
     if lat is None:
@@ -581,7 +582,7 @@ def _examples(examples: Sequence[dict[str, Any]], reference: str | None) -> list
     return out
 
 
-def _findings(a: dict[str, Any]) -> list[str]:
+def _findings(a: Analysis) -> list[str]:
     f = a["failures"]
     lanes = [x["name"] for x in a["lanes"]]
     out = ["## Findings by detector", ""]
@@ -617,7 +618,7 @@ def _findings(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _annotations(a: dict[str, Any]) -> list[str]:
+def _annotations(a: Analysis) -> list[str]:
     f = a["failures"]
     out = ["## Human annotations by tag", ""]
     if not f["annotations"]:
@@ -638,7 +639,7 @@ def _annotations(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _telemetry(a: dict[str, Any]) -> list[str]:
+def _telemetry(a: Analysis) -> list[str]:
     t = a["telemetry"]
     out = ["## GPU memory and power", ""]
     if t is None:
@@ -685,7 +686,7 @@ def _telemetry(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _definitions(a: dict[str, Any]) -> list[str]:
+def _definitions(a: Analysis) -> list[str]:
     d = a["definitions"]
     names = {
         "pass_fail": "Pass / fail",
@@ -705,14 +706,14 @@ def _definitions(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _notes(a: dict[str, Any]) -> list[str]:
+def _notes(a: Analysis) -> list[str]:
     notes = a["session"]["notes"]
     if not notes:
         return []
     return ["## Notes from loading the session", "", *(f"- {n}" for n in notes), ""]
 
 
-def render(a: dict[str, Any]) -> str:
+def render(a: Analysis) -> str:
     """The Markdown report for an analysis dict."""
     parts: list[str] = []
     for section in (

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from quantlab.reports.fmt import VERDICT_WORDS, diff_points, pct
+from quantlab.reports.shapes import Analysis, CandidateVerdict, Comparison, RateBlock
 from quantlab.reports.stats import MEANINGFUL_DIFFERENCE
 
 NOT_SAFE = "Not a safe default yet"
@@ -47,7 +48,7 @@ RULES = (
 HARD_MODES = ("repetition", "collapse", "language_switch")
 
 
-def detects_meaningful_drop(cmp: dict[str, Any] | None) -> bool:
+def detects_meaningful_drop(cmp: Comparison | None) -> bool:
     """The overall comparison shows no significant drop and could have shown a 10-point
     one (MDD ≤ 10 points). Both the verdict and the brief's checklist use this."""
     if not cmp or cmp["verdict"] not in ("no_difference", "candidate_better"):
@@ -59,7 +60,7 @@ def _points(x: float | None) -> str:
     return "–" if x is None else f"{abs(x) * 100:.0f} points"
 
 
-def risks(a: dict[str, Any], cand: str) -> tuple[list[str], list[str]]:
+def risks(a: Analysis, cand: str) -> tuple[list[str], list[str]]:
     """(risky findings, holding findings) for one candidate, each a sentence with numbers."""
     risky: list[str] = []
     holds: list[str] = []
@@ -71,23 +72,23 @@ def risks(a: dict[str, Any], cand: str) -> tuple[list[str], list[str]]:
     return risky, holds
 
 
-def _scopes(a: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _scopes(a: Analysis) -> list[tuple[str, RateBlock]]:
     """(label, block) of every suite with comparisons, then every case group."""
-    scopes = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
+    scopes: list[tuple[str, RateBlock]] = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
     for g in a["groups"]:
         for name, b in g["groups"].items():
             scopes.append((f"{g['suite']} / {name}", b))
     return scopes
 
 
-def _p_text(c: dict[str, Any]) -> str:
+def _p_text(c: Comparison) -> str:
     raw = f"McNemar p = {c['mcnemar']['p_value']:.3g}"
     if c.get("p_holm") is not None and c.get("family_size", 1) > 1:
         raw += f", Holm-adjusted p = {c['p_holm']:.3g}"
     return raw
 
 
-def _pass_rate_risks(a: dict[str, Any], cand: str, risky: list[str], holds: list[str]) -> None:
+def _pass_rate_risks(a: Analysis, cand: str, risky: list[str], holds: list[str]) -> None:
     ref = a["reference"]
     for label, block in _scopes(a):
         for c in block["comparisons"]:
@@ -112,7 +113,7 @@ def _pass_rate_risks(a: dict[str, Any], cand: str, risky: list[str], holds: list
                 )
 
 
-def _long_context_risks(a: dict[str, Any], cand: str, risky: list[str], holds: list[str]) -> None:
+def _long_context_risks(a: Analysis, cand: str, risky: list[str], holds: list[str]) -> None:
     ref = a["reference"]
     lc = a["long_context"]
     if not lc:
@@ -144,7 +145,7 @@ def _long_context_risks(a: dict[str, Any], cand: str, risky: list[str], holds: l
             )
 
 
-def _failure_mode_risks(a: dict[str, Any], cand: str) -> list[str]:
+def _failure_mode_risks(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     out = []
     for name, d in a["failures"]["detectors"].items():
@@ -156,15 +157,15 @@ def _failure_mode_risks(a: dict[str, Any], cand: str) -> list[str]:
     return out
 
 
-def _error_risks(a: dict[str, Any], cand: str) -> list[str]:
+def _error_risks(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     lanes = a["overall"]["lanes"]
     ce = lanes.get(cand, {}).get("errors", 0)
-    re_ = lanes.get(ref, {}).get("errors", 0)
+    re_ = lanes.get(ref or "", {}).get("errors", 0)
     return [f"**Errors**: {ce} cases of {cand} errored vs {re_} of {ref}."] if ce > re_ else []
 
 
-def _concurrency_risks(a: dict[str, Any], cand: str) -> list[str]:
+def _concurrency_risks(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     conc = a["concurrency"]
     if not conc or cand not in conc["lanes"]:
@@ -180,7 +181,7 @@ def _concurrency_risks(a: dict[str, Any], cand: str) -> list[str]:
     ]
 
 
-def _significant_drop(a: dict[str, Any], cand: str) -> bool:
+def _significant_drop(a: Analysis, cand: str) -> bool:
     """A Holm-significant drop overall, in a suite or in a case group."""
     blocks = [a["overall"], *a["suites"]]
     blocks += [b for g in a["groups"] for b in g["groups"].values()]
@@ -191,19 +192,19 @@ def _significant_drop(a: dict[str, Any], cand: str) -> bool:
     )
 
 
-def _recall_differences(a: dict[str, Any], cand: str) -> list[dict[str, Any]]:
+def _recall_differences(a: Analysis, cand: str) -> list[dict[str, Any]]:
     lc = a["long_context"]
     return [d for d in (lc["recall_difference"] if lc else []) if d["candidate"] == cand]
 
 
-def hard_risks(a: dict[str, Any], cand: str, risky: list[str]) -> bool:
+def hard_risks(a: Analysis, cand: str, risky: list[str]) -> bool:
     """Any "Not a safe default yet" rule holds (module docstring)."""
     lc_loss = any("high" in d and d["high"] < 0 for d in _recall_differences(a, cand))
     modes = (*(f"**{m}" for m in HARD_MODES), "**Errors")
     return _significant_drop(a, cand) or lc_loss or any(r.startswith(modes) for r in risky)
 
 
-def verdict(a: dict[str, Any], cand: str, risky: list[str]) -> tuple[str, str]:
+def verdict(a: Analysis, cand: str, risky: list[str]) -> tuple[str, str]:
     """(verdict, why) by the rules of the module docstring, in that order."""
     if hard_risks(a, cand, risky):
         return (
@@ -235,9 +236,9 @@ def verdict(a: dict[str, Any], cand: str, risky: list[str]) -> tuple[str, str]:
     )
 
 
-def assess(a: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def assess(a: Analysis) -> dict[str, CandidateVerdict]:
     """candidate -> {"verdict", "why", "risky": [...], "holds": [...]}."""
-    out = {}
+    out: dict[str, CandidateVerdict] = {}
     for cand in a["candidates"]:
         risky, holds = risks(a, cand)
         v, why = verdict(a, cand, risky)
