@@ -270,17 +270,30 @@ def resolve_endpoints(
     ``[[endpoints]]``; else the local pair (started here; ``close()`` stops it)."""
     if config is None:
         config = load_config(getattr(args, "config", None))
+    source = endpoint_source(args, config)
+    if source == "flags":
+        eps = [parse_endpoint_flag(f) for f in getattr(args, "endpoint", None) or []]
+        return EndpointSetup(assign_roles(eps, "--endpoint"), "flags")
+    if source == "config":
+        eps = [Endpoint.from_dict(e.to_dict()) for e in config.endpoints]
+        return EndpointSetup(eps, "config")
+    return _start_local_pair(progress)
+
+
+def endpoint_source(args: Any, config: Config) -> str:
+    """Where a command's endpoints come from, without starting anything: "flags"
+    (``--endpoint``), "config" (``[[endpoints]]``) or "local pair" (``--demo``, or nothing
+    given). The one precedence :func:`resolve_endpoints` follows; the UI asks it to know
+    whether the slow local-pair start happens inside the app."""
     flags: Sequence[str] = getattr(args, "endpoint", None) or []
     demo = bool(getattr(args, "demo", False))
     if demo and flags:
         raise ConfigError("--demo uses the local pair; leave out --endpoint, or leave out --demo")
     if flags:
-        eps = [parse_endpoint_flag(f) for f in flags]
-        return EndpointSetup(assign_roles(eps, "--endpoint"), "flags")
+        return "flags"
     if config.endpoints and not demo:
-        eps = [Endpoint.from_dict(e.to_dict()) for e in config.endpoints]
-        return EndpointSetup(eps, "config")
-    return _start_local_pair(progress)
+        return "config"
+    return "local pair"
 
 
 def _start_local_pair(progress: Callable[..., None] | None) -> EndpointSetup:

@@ -28,6 +28,19 @@ def format_seconds(s: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def eta_seconds(elapsed_s: float, finished: int, remaining: int) -> float | None:
+    """Seconds left at the pace so far: ``elapsed_s / finished * remaining``, to 0.1 s.
+
+    0.0 when nothing remains; None while nothing has finished (no pace yet). ``finished``
+    counts what took time (a runner leaves skipped rows out of it).
+    """
+    if remaining <= 0:
+        return 0.0
+    if finished <= 0:
+        return None
+    return round(elapsed_s / finished * remaining, 1)
+
+
 class ProgressLine:
     """``[#######.........] 12/40  30%  ETA 1m20s  <status>``"""
 

@@ -9,23 +9,18 @@ documented in docs/suites.md.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from quantlab import quantiles
 from quantlab.records import Exchange, LaneResult
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default), ``p`` in 0..100; None if empty."""
-    xs = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not xs:
-        return None
-    k = (len(xs) - 1) * p / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    if lo == hi:
-        return round(xs[lo], 3)
-    return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 3)
+def _percentile(values: Iterable[float | None], p: float) -> float | None:
+    """:func:`quantlab.quantiles.percentile` (numpy's linear), kept to 3 decimals as the
+    session's aggregates store it."""
+    v = quantiles.percentile(values, p)
+    return None if v is None else round(v, 3)
 
 
 def first_difference(a: str, b: str) -> int | None:
@@ -202,9 +197,9 @@ def concurrency_comparison(exchanges: Iterable[Exchange]) -> dict[str, Any]:
         row = lanes.setdefault(lane, {"compared": 0, "identical": 0, "levels": {}})
         row["levels"][str(level)] = {
             "answers": len(t["e2e"]),
-            "ttft_p50_ms": percentile(t["ttft"], 50),
-            "e2e_p50_ms": percentile(t["e2e"], 50),
-            "tokens_per_s_p50": percentile(t["tps"], 50),
+            "ttft_p50_ms": _percentile(t["ttft"], 50),
+            "e2e_p50_ms": _percentile(t["e2e"], 50),
+            "tokens_per_s_p50": _percentile(t["tps"], 50),
         }
     out["pairs"] = pairs
     out["lanes"] = lanes
@@ -250,10 +245,10 @@ def capacity_level(
         "cached_prompt_tokens": cached,
         "throughput_tok_s": None if throughput is None else round(throughput, 3),
         "requests_per_s": round(len(ok) / wall_s, 4) if wall_s > 0 else None,
-        "ttft_p50_ms": percentile(ttfts, 50),
-        "ttft_p95_ms": percentile(ttfts, 95),
-        "e2e_p50_ms": percentile([r.timing.e2e_ms for r in ok if r.timing.e2e_ms], 50),
-        "tokens_per_s_user": percentile(
+        "ttft_p50_ms": _percentile(ttfts, 50),
+        "ttft_p95_ms": _percentile(ttfts, 95),
+        "e2e_p50_ms": _percentile([r.timing.e2e_ms for r in ok if r.timing.e2e_ms], 50),
+        "tokens_per_s_user": _percentile(
             [r.timing.tokens_per_s for r in ok if r.timing.tokens_per_s], 50
         ),
         "cost_per_1m_output_usd": cost,

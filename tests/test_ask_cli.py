@@ -126,3 +126,19 @@ def test_session_flag_appends_each_exchange(local_pair: list[Endpoint], tmp_path
     for ex in session.exchanges:
         assert ex.source == "ask" and list(ex.results) == names
         assert all(r.ok and r.text for r in ex.results.values())
+
+
+def test_session_exchange_has_the_detectors_findings(
+    local_pair: list[Endpoint], tmp_path: Path
+) -> None:
+    """ask goes through the same pipeline as the chat: the saved exchange is judged."""
+    from quantlab.session import load_session
+
+    path = tmp_path / "judged.json"
+    prompt = "Write a long story about a river, at least three paragraphs."
+    p = ask("--json", "--max-tokens", "4", "--session", str(path), *flags(local_pair), prompt)
+    assert p.returncode == 0, p.stderr
+    (ex,) = load_session(path).exchanges
+    for lane, r in ex.results.items():
+        assert r.finish_reason == "length", lane
+        assert "truncation" in {f.detector for f in r.findings}, (lane, r.findings)

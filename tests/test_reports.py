@@ -105,7 +105,7 @@ def test_sanity_rates_and_pairs(analysis: dict) -> None:
     assert "sanity/s3" not in cmp["lost_cases"]  # its only finding was dismissed
 
 
-def test_overall_is_significant_and_counts_errors_not_cancels(analysis: dict) -> None:
+def test_overall_is_holm_corrected_and_counts_errors_not_cancels(analysis: dict) -> None:
     ov = analysis["overall"]
     # sanity 10 + distribution 8 + long-context 2 + chat 2 (load suites are left out)
     assert ov["cases"] == 22
@@ -115,7 +115,12 @@ def test_overall_is_significant_and_counts_errors_not_cancels(analysis: dict) ->
     # b: s0 s1 s2 s4, code-0..2, ctx-4K, chat-err = 9; c: s9 = 1
     assert (cmp["ref_only"], cmp["cand_only"], cmp["n_pairs"]) == (9, 1, 21)
     assert cmp["mcnemar"]["p_value"] == pytest.approx(2 * 11 / 1024)
-    assert cmp["verdict"] == "candidate_worse"
+    # Significant alone (p = 0.021), not once the report's 12 comparisons of this
+    # candidate are one Holm family: the smallest p is multiplied by 12.
+    assert cmp["family_size"] == 12
+    assert cmp["p_holm"] == pytest.approx(12 * 2 * 11 / 1024)
+    assert cmp["verdict"] == "too_few"
+    assert "Holm" in cmp["sentence"] and "not by more than chance" in cmp["sentence"]
 
 
 def test_groups_find_where_the_quant_breaks(analysis: dict) -> None:

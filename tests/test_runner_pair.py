@@ -151,6 +151,9 @@ async def test_concurrency_suite_compares_each_lane_between_levels(
 
     s = load_session(path)
     assert sorted(ex.meta["concurrency"] for ex in s.exchanges) == [1, 1, 1, 3, 3, 3]
+    # The kind is stored, not guessed: on every exchange and in the run record.
+    assert {ex.meta["suite_kind"] for ex in s.exchanges} == {"concurrency"}
+    assert s.meta["runs"][-1]["kinds"] == {"concurrency": "concurrency"}
     agg = s.meta["results"]["concurrency"]
     assert agg["levels"] == [1, 3] and agg["baseline"] == 1
     assert len(agg["pairs"]) == 6  # 3 cases x 2 lanes

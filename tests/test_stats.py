@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
+from quantlab.quantiles import percentile
 from quantlab.reports.stats import (
     compare_paired,
     mcnemar_exact,
@@ -14,7 +16,6 @@ from quantlab.reports.stats import (
     min_discordant_for_significance,
     paired_bootstrap,
     paired_sample_size,
-    percentile,
     proportion,
     wilson_interval,
 )
@@ -153,3 +154,10 @@ def test_percentile_matches_numpy_linear() -> None:
     assert percentile([10.0], 95) == 10.0
     assert percentile([], 50) is None
     assert percentile([1.0, math.nan, 3.0], 50) == 2.0
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 40):
+        xs = rng.exponential(100.0, n).tolist()
+        for q in (0, 5, 50, 90, 95, 99, 100):
+            assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)), rel=1e-12)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)

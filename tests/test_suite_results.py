@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from quantlab.quantiles import percentile
 from quantlab.records import Exchange, Finding, LaneError, LaneResult, SamplingParams, Timing
 from quantlab.suite_results import (
     capacity_level,
@@ -11,7 +12,6 @@ from quantlab.suite_results import (
     cases_summary,
     concurrency_comparison,
     first_difference,
-    percentile,
     recall_summary,
     recall_table,
 )

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from quantlab.config import Config, ConfigError, client_limits, load_config, resolve_endpoints
+from quantlab.config import (
+    Config,
+    ConfigError,
+    client_limits,
+    endpoint_source,
+    load_config,
+    resolve_endpoints,
+)
 from quantlab.servers import StopSignals, stop_all, stop_signals
 from quantlab.session import SessionBusy, SessionError, SessionStore, default_session_path
 
@@ -26,15 +33,6 @@ PROG = "quantlab"
 
 def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _needs_local_pair(args: argparse.Namespace, config: Config) -> bool:
-    """The same precedence as :func:`quantlab.config.resolve_endpoints`: flags, then the
-    config's endpoints, else the local pair (which takes a while: started inside the app)."""
-    flags = getattr(args, "endpoint", None) or []
-    if flags:
-        return False
-    return bool(getattr(args, "demo", False)) or not config.endpoints
 
 
 def _open_session(path_arg: str | None, config: Config) -> tuple[Any, Path, bool]:
@@ -65,7 +63,7 @@ def chat(args: argparse.Namespace) -> int:
     try:
         config = load_config(getattr(args, "config", None))
         limits = client_limits(args, config)
-        pair = _needs_local_pair(args, config)
+        pair = endpoint_source(args, config) == "local pair"
         setup = None if pair else resolve_endpoints(args, config)
     except ConfigError as exc:
         _say(str(exc))

@@ -1,6 +1,8 @@
 """``quantlab ask PROMPT``: one prompt to every endpoint at once, answers side by side.
 
-The same fan-out and client as the chat screen, so its numbers mean the same. ``--json``
+The same exchange pipeline as the chat screen and the runner (send, detect, save), so its
+numbers and findings mean the same; ``--session FILE`` appends the exchange, findings
+included. ``--json``
 prints one object for scripts: ``{"wall_ms", "lanes": [{"name", "model", "text",
 "finish_reason", "usage", "ttft_ms", "itl_ms", "e2e_ms", "tpot_ms", "ttfc_ms", "last_byte_ms",
 "output_tokens", "tokens_per_s", "cut_off", "notes", "error"}]}`` (the exact text: the
@@ -13,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shutil
 import sys
 import textwrap
 import unicodedata
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -25,10 +27,13 @@ import orjson
 
 from quantlab.client import LaneClient
 from quantlab.config import ConfigError, client_limits, load_config, resolve_endpoints
-from quantlab.fanout import Conversation, fanout, lane_results
+from quantlab.fanout import Conversation, lane_results
+from quantlab.lanes import reference_lane
 from quantlab.limits import ClientLimits
 from quantlab.machine import machine_facts
+from quantlab.pipeline import send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
+from quantlab.session import SessionStore
 from quantlab.textsafe import json_safe, safe_line, safe_text
 
 GAP = "   "
@@ -92,19 +97,36 @@ async def ask(
     prompt: str,
     params: SamplingParams,
     limits: ClientLimits | float | None = None,
+    *,
+    session: _Sink | None = None,
 ) -> Exchange:
-    """Discover every endpoint, then fan the prompt out once. ``limits`` as a number is
-    the total timeout (the older form)."""
+    """Discover every endpoint, then send the prompt once through the exchange pipeline
+    (detectors included); with ``session``, the exchange is appended to that file.
+    ``limits`` as a number is the total timeout (the older form)."""
     if not isinstance(limits, ClientLimits):
         limits = ClientLimits() if limits is None else ClientLimits(total_s=float(limits))
     clients = [LaneClient(ep, limits=limits) for ep in endpoints]
     discover_s = min(5.0, limits.total_s or 5.0, limits.stall_s)
+    store: SessionStore | None = None
     try:
         await asyncio.gather(*(c.discover(timeout=discover_s) for c in clients))
+        if session is not None:
+            store = await asyncio.to_thread(session.open, endpoints)
         messages = Conversation([c.name for c in clients]).messages_for(prompt, params)
-        return await fanout(clients, messages, params, prompt=prompt, source="ask")
+        return await send_exchange(
+            clients,
+            messages,
+            params,
+            prompt=prompt,
+            source="ask",
+            reference=reference_lane(endpoints),
+            store=store,
+            write=session.write if session is not None else None,
+        )
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
+        if store is not None and session is not None:
+            await asyncio.to_thread(session.close, store)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,13 +141,14 @@ def run(args: argparse.Namespace) -> int:
         limits = client_limits(args, config, total_flag="timeout")
         with resolve_endpoints(args, config, progress=progress) as setup:
             progress.close()
-            exchange = asyncio.run(ask(setup.endpoints, prompt, params, limits))
+            sink = _Sink(args.session) if args.session else None
+            exchange = asyncio.run(ask(setup.endpoints, prompt, params, limits, session=sink))
             endpoints = setup.endpoints
     except ConfigError as exc:
         progress.close()
         print(f"quantlab ask: {exc}", file=sys.stderr)
         return 2
-    saved = _save(args.session, endpoints, exchange) if args.session else True
+    saved = sink.ok if sink is not None else True
     if args.json:
         out = {"wall_ms": exchange.wall_ms, "lanes": lane_results(exchange)}
         sys.stdout.write(json_safe(orjson.dumps(out).decode()) + "\n")
@@ -136,34 +159,37 @@ def run(args: argparse.Namespace) -> int:
     return 0 if saved and all(r.ok for r in exchange.results.values()) else 1
 
 
-def _save(path: str, endpoints: list[Endpoint], exchange: Exchange) -> bool:
-    """Append the exchange to a session file (the session store owns the format). False,
-    with one sentence on stderr, when a write failed (a full disk): the answers are printed
-    anyway, and the exit status says the save failed."""
-    from quantlab.session import SessionStore
+class _Sink:
+    """The session file ``ask --session`` appends to. Every failure (cannot open, a write
+    or the close refused, e.g. a full disk) is said in one sentence on stderr and clears
+    ``ok``: the answers are printed anyway, and the exit status says the save failed."""
 
-    try:
-        store = SessionStore.open(path, endpoints=endpoints, machine=machine_facts())
-    except Exception as exc:
-        print(f"quantlab ask: could not save to {path}: {exc}", file=sys.stderr)
-        return False
-    try:
-        store.append_exchange(exchange)
-    except Exception as exc:
-        with contextlib.suppress(Exception):  # what was saved before stays loadable
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.ok = True
+
+    def _failed(self, exc: BaseException, what: str = "could not save to") -> None:
+        self.ok = False
+        print(f"quantlab ask: {what} {self.path}: {exc}", file=sys.stderr)
+
+    def open(self, endpoints: list[Endpoint]) -> SessionStore | None:
+        try:
+            return SessionStore.open(self.path, endpoints=endpoints, machine=machine_facts())
+        except Exception as exc:
+            self._failed(exc)
+            return None
+
+    async def write(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            self._failed(exc)
+
+    def close(self, store: SessionStore) -> None:
+        try:
             store.close()
-        print(f"quantlab ask: could not save to {path}: {exc}", file=sys.stderr)
-        return False
-    try:
-        store.close()
-    except Exception as exc:  # the exchange is in the journal; the final snapshot is not
-        print(
-            f"quantlab ask: saved to {path}, but could not close it: {exc}; the journal "
-            "beside it holds the exchange",
-            file=sys.stderr,
-        )
-        return False
-    return True
+        except Exception as exc:  # the exchange is in the journal; the snapshot is not
+            self._failed(exc, "saved the exchange in the journal, but could not close")
 
 
 # ------------------------------------------------------------------ text output

@@ -18,10 +18,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 from quantlab import suite_results
+from quantlab.lanes import reference_lane
+from quantlab.quantiles import percentile
 from quantlab.records import Exchange, Fact, LaneResult
 from quantlab.reports import stats
 from quantlab.reports.methods import describe, method_of
@@ -34,6 +36,7 @@ from quantlab.reports.outcomes import (
     judge_cases,
     lane_annotations,
 )
+from quantlab.reports.shapes import Analysis, Comparison, GroupTable, RateBlock, SuiteBlock
 from quantlab.session import Session
 
 REPORT_SCHEMA = "quantlab.report/1"
@@ -61,15 +64,30 @@ def _round(x: float | None, nd: int = 4) -> float | None:
 
 
 def suite_kind(session: Session, ex: Exchange) -> str:
-    """The kind of suite an exchange came from: "chat" for chat/ask exchanges, else what
-    the runner recorded for the suite, else what the exchange's own meta shows."""
+    """The kind of suite an exchange came from: "chat" for chat/ask exchanges, else the
+    kind the runner stored (the exchange's ``meta["suite_kind"]``, the suite's result, the
+    run record's ``kinds``). Only sessions written before the kind was stored fall back to
+    guessing it from the exchange's meta keys."""
     if ex.suite is None and not ex.source.startswith("suite:"):
         return "chat"
+    m = ex.meta
+    if isinstance(m.get("suite_kind"), str):
+        return str(m["suite_kind"])
+    name = ex.suite or ""
     results = session.meta.get("results")
     if isinstance(results, dict):
-        rec = results.get(ex.suite or "")
+        rec = results.get(name)
         if isinstance(rec, dict) and isinstance(rec.get("kind"), str):
-            return rec["kind"]
+            return str(rec["kind"])
+    for run in reversed(session.meta.get("runs") or []):
+        kinds = run.get("kinds") if isinstance(run, dict) else None
+        if isinstance(kinds, dict) and isinstance(kinds.get(name), str):
+            return str(kinds[name])
+    return _guess_kind(ex)
+
+
+def _guess_kind(ex: Exchange) -> str:
+    """An old session's kind, from the meta keys each kind writes."""
     m = ex.meta
     if "ttft_mode" in m and "lane" in m:
         return "capacity"
@@ -89,21 +107,8 @@ def suite_name(ex: Exchange) -> str:
 
 
 def pick_reference(session: Session) -> str | None:
-    """The reference lane: the one the last run used, else the endpoint whose role is
-    "reference", else the first lane."""
-    lanes = session.lanes
-    if not lanes:
-        return None
-    runs = session.meta.get("runs")
-    if isinstance(runs, list):
-        for run in reversed(runs):
-            ref = run.get("reference") if isinstance(run, dict) else None
-            if ref in lanes:
-                return ref
-    for e in session.endpoints:
-        if e.role == "reference" and e.name in lanes:
-            return e.name
-    return lanes[0]
+    """The session's reference lane (the rule is :func:`quantlab.lanes.reference_lane`)."""
+    return reference_lane(session.endpoints, session.lanes, session.meta.get("runs"))
 
 
 # ------------------------------------------------------------------ the lanes
@@ -166,7 +171,7 @@ def _rates(cases: Sequence[CaseOutcome], lanes: Sequence[str]) -> dict[str, Any]
 
 def _comparisons(
     cases: Sequence[CaseOutcome], reference: str | None, candidates: Sequence[str]
-) -> list[dict[str, Any]]:
+) -> list[Comparison]:
     if reference is None:
         return []
     out = []
@@ -178,7 +183,7 @@ def _comparisons(
             and c.outcomes[cand].outcome != "not_judged"
         ]
         cmp = stats.compare_paired(pairs, reference=reference, candidate=cand)
-        d = cmp.to_dict()
+        d = cast(Comparison, cmp.to_dict())
         # Which cases the candidate lost and won: what a person opens first.
         d["lost_cases"] = [
             _case_label(c)
@@ -209,7 +214,7 @@ def _rate_block(
     lanes: Sequence[str],
     reference: str | None,
     candidates: Sequence[str],
-) -> dict[str, Any]:
+) -> RateBlock:
     return {
         "cases": len(cases),
         "lanes": _rates(cases, lanes),
@@ -304,7 +309,7 @@ def long_context(
                 "all_recalled": stats.proportion(all_k, answers).to_dict(),
             }
         entry["ttft_p50_ms"] = {
-            lane: _round(stats.percentile(v, 50), 1) for lane, v in ttft.get(label, {}).items()
+            lane: _round(percentile(v, 50), 1) for lane, v in ttft.get(label, {}).items()
         }
         by_length.append(entry)
     facts_out = [
@@ -364,7 +369,7 @@ def concurrency(exchanges: Sequence[Exchange]) -> dict[str, Any] | None:
         ]
         row["differ"] = row["compared"] - row["identical"]
         row["first_diff_min"] = min(diffs) if diffs else None
-        row["first_diff_median"] = stats.percentile(diffs, 50) if diffs else None
+        row["first_diff_median"] = percentile(diffs, 50) if diffs else None
     return cmp
 
 
@@ -440,14 +445,15 @@ def latency(exchanges: Sequence[Exchange], lanes: Sequence[str]) -> dict[str, An
             continue
         out["lanes"][lane] = {
             "answers": len(a["e2e"]),
-            "ttft_p50_ms": _round(stats.percentile(a["ttft"], 50), 1),
-            "ttft_p95_ms": _round(stats.percentile(a["ttft"], 95), 1),
-            "itl_p50_ms": _round(stats.percentile(a["itl"], 50), 2),
-            "itl_p95_ms": _round(stats.percentile(a["itl"], 95), 2),
-            "e2e_p50_ms": _round(stats.percentile(a["e2e"], 50), 1),
-            "e2e_p95_ms": _round(stats.percentile(a["e2e"], 95), 1),
-            "tokens_per_s_p50": _round(stats.percentile(a["tps"], 50), 1),
-            "tokens_per_s_p95": _round(stats.percentile(a["tps"], 95), 1),
+            "ttft_p50_ms": _round(percentile(a["ttft"], 50), 1),
+            "ttft_p95_ms": _round(percentile(a["ttft"], 95), 1),
+            "itl_p50_ms": _round(percentile(a["itl"], 50), 2),
+            "itl_p95_ms": _round(percentile(a["itl"], 95), 2),
+            "e2e_p50_ms": _round(percentile(a["e2e"], 50), 1),
+            "e2e_p95_ms": _round(percentile(a["e2e"], 95), 1),
+            "tokens_per_s_p50": _round(percentile(a["tps"], 50), 1),
+            # The slow tail of the decode rate (the 5 % slowest answers), not its fast end.
+            "tokens_per_s_p5": _round(percentile(a["tps"], 5), 1),
             "output_tokens_mean": _round(sum(a["out"]) / len(a["out"]), 1) if a["out"] else None,
         }
     return out
@@ -486,6 +492,20 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
     a person confirmed a warning (the pass/fail definition); other warnings and dismissed
     findings are counted apart.
     """
+    priority = _example_priority(session, reference)
+    return {
+        "detectors": _findings_by_detector(session, reference, priority),
+        "annotations": _annotations_by_tag(session, reference, priority),
+        "annotation_count": len(session.annotations),
+    }
+
+
+Priority = Callable[[str, str], int]
+
+
+def _example_priority(session: Session, reference: str | None) -> Priority:
+    """(exchange id, lane) -> 0 for a candidate failing where the reference passed, 1 for
+    a candidate failing with the reference, 2 for the reference itself: _pick's order."""
     index = annotations_by_lane(session.annotations)
     ref_failed: dict[str, bool] = {}
     for ex in session.exchanges:
@@ -498,6 +518,14 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
             return 2
         return 1 if ref_failed.get(ex_id, True) else 0
 
+    return priority
+
+
+def _findings_by_detector(
+    session: Session, reference: str | None, priority: Priority
+) -> dict[str, dict[str, Any]]:
+    """Per detector: fail/warn/confirmed/dismissed counts per lane and quoted examples,
+    the detector with the most failures first."""
     detectors: dict[str, dict[str, Any]] = {}
     n = 0
     for ex in session.exchanges:
@@ -525,7 +553,7 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
                     d["found"].append(
                         (priority(ex.id, lane), n, _example(ex, lane, r, f.evidence, reference))
                     )
-    by_detector = {
+    return {
         name: {
             "fail": dict(d["fail"]),
             "warn": dict(d["warn"]),
@@ -535,7 +563,15 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
         }
         for name, d in sorted(detectors.items(), key=lambda kv: -sum(kv[1]["fail"].values()))
     }
+
+
+def _annotations_by_tag(
+    session: Session, reference: str | None, priority: Priority
+) -> dict[str, dict[str, Any]]:
+    """Per annotation tag: counts per lane, failing ones (severity at the fail threshold)
+    and quoted examples, the most used tag first."""
     tags: dict[str, dict[str, Any]] = {}
+    n = 0
     for a in session.annotations:
         ex = session.exchange(a.exchange_id)
         targets = [a.lane] if a.lane != "*" else (list(ex.results) if ex else ["*"])
@@ -548,26 +584,20 @@ def failures(session: Session, lanes: Sequence[str], reference: str | None) -> d
             if ex is not None:
                 n += 1
                 note = f"severity {a.severity}" + (f": {a.note}" if a.note else "")
-                lane = targets[0]
                 t["found"].append(
                     (
                         priority(ex.id, a.lane) if a.lane != "*" else 1,
                         n,
-                        _example(ex, a.lane, ex.results.get(lane), note, reference),
+                        _example(ex, a.lane, ex.results.get(targets[0]), note, reference),
                     )
                 )
-    by_tag = {
+    return {
         tag: {
             "count": dict(t["count"]),
             "failing": dict(t["failing"]),
             "examples": _pick(t["found"]),
         }
         for tag, t in sorted(tags.items(), key=lambda kv: -sum(kv[1]["count"].values()))
-    }
-    return {
-        "detectors": by_detector,
-        "annotations": by_tag,
-        "annotation_count": len(session.annotations),
     }
 
 
@@ -683,10 +713,9 @@ def telemetry(points: Sequence[Any]) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ everything
 
 
-def analyze(
-    session: Session, *, gpu_hour_price: float | None = None, seed: int = 0
-) -> dict[str, Any]:
-    """The full analysis of ``session`` as a JSON-ready dict (see the module docstring)."""
+def analyze(session: Session, *, gpu_hour_price: float | None = None, seed: int = 0) -> Analysis:
+    """The full analysis of ``session`` as a JSON-ready dict, typed as
+    :class:`quantlab.reports.shapes.Analysis` (see the module docstring)."""
     lanes = session.lanes
     reference = pick_reference(session)
     candidates = [x for x in lanes if x != reference]
@@ -704,9 +733,9 @@ def analyze(
         by_suite.setdefault(name, []).append(ex)
         kinds.setdefault(name, suite_kind(session, ex))
 
-    suites = []
+    suites: list[SuiteBlock] = []
     quality_cases: list[CaseOutcome] = []
-    groups = []
+    groups: list[GroupTable] = []
     for name, exs in by_suite.items():
         kind = kinds[name]
         suite_lanes = [x for x in lanes if any(x in ex.results for ex in exs)]
@@ -728,6 +757,7 @@ def analyze(
                 groups.append(g)
 
     overall = _rate_block(quality_cases, lanes, reference, candidates)
+    _holm_correct([overall, *suites, *_group_blocks(groups)], reference, candidates)
 
     lc_ex = [ex for ex in session.exchanges if kinds[suite_name(ex)] == "long_context"]
     skipped: list[dict[str, Any]] = []
@@ -742,7 +772,7 @@ def analyze(
         ex for ex in session.exchanges if kinds[suite_name(ex)] not in ("capacity", "long_context")
     ]
 
-    analysis: dict[str, Any] = {
+    analysis: Analysis = {
         "schema": REPORT_SCHEMA,
         "session": {
             "id": session.id,
@@ -792,6 +822,50 @@ def analyze(
     return analysis
 
 
+def _group_blocks(groups: Sequence[GroupTable]) -> list[RateBlock]:
+    """Every case-group and family block of the report's group tables."""
+    out: list[RateBlock] = []
+    for g in groups:
+        out += list(g["groups"].values())
+        out += list((g["families"] or {}).values())
+    return out
+
+
+def _holm_correct(
+    blocks: Sequence[RateBlock], reference: str | None, candidates: Sequence[str]
+) -> None:
+    """Correct each candidate's paired comparisons for multiplicity across the report.
+
+    The family is every comparison the report prints for that candidate (overall, each
+    suite, each case group and family): testing each at p < 0.05 would let false alarms
+    grow with the number of groups. Holm's step-down keeps the family-wise error at 0.05;
+    each comparison is re-judged on its adjusted p (kept as ``p_holm``, with
+    ``family_size``), the raw McNemar p stays in ``mcnemar``.
+    """
+    if reference is None:
+        return
+    for cand in candidates:
+        cmps = [
+            c
+            for b in blocks
+            for c in b["comparisons"]
+            if c["candidate"] == cand and c["n_pairs"] > 0
+        ]
+        adjusted = stats.holm([c["mcnemar"]["p_value"] for c in cmps])
+        for c, p in zip(cmps, adjusted, strict=True):
+            fresh = stats.compare_counts(
+                c["both_pass"],
+                c["ref_only"],
+                c["cand_only"],
+                c["both_fail"],
+                reference=reference,
+                candidate=cand,
+                p_holm=p,
+                family_size=len(cmps),
+            )
+            c.update(cast(Comparison, fresh.to_dict()))
+
+
 def _groups(
     suite: str,
     exs: Sequence[Exchange],
@@ -799,7 +873,7 @@ def _groups(
     lanes: Sequence[str],
     reference: str | None,
     candidates: Sequence[str],
-) -> dict[str, Any] | None:
+) -> GroupTable | None:
     """Pass rates per case group (e.g. calibration vs ood:code), and per family (the part
     before ":"), with where each candidate loses most against the reference."""
     group_of: dict[str, str] = {}
@@ -808,7 +882,7 @@ def _groups(
     if len({g for g in group_of.values() if g}) < 2:
         return None
 
-    def block(keyfn: Any) -> dict[str, Any]:
+    def block(keyfn: Any) -> dict[str, RateBlock]:
         buckets: dict[str, list[CaseOutcome]] = {}
         for c in cases:
             g = group_of.get(c.exchange_ids[0], "")
@@ -857,6 +931,21 @@ def definitions() -> dict[str, str]:
             f"{stats.min_discordant_for_significance()} discordant pairs to reach p < "
             f"{stats.ALPHA:g} at all."
         ),
+        "multiplicity": (
+            "Each candidate's paired comparisons in one report (overall, each suite, each "
+            "case group and family) are one family, corrected with Holm's step-down method: "
+            f"a difference counts as significant only when its Holm-adjusted p < "
+            f"{stats.ALPHA:g}, so the chance of any false alarm stays at {stats.ALPHA:g} "
+            "however many groups there are. Raw and adjusted p are both shown; differences "
+            "that are not significant are described as raw gaps, never as a loss."
+        ),
+        "mdd_assumption": (
+            "The minimum detectable difference uses the observed share of discordant pairs, "
+            "never below the difference itself. When no discordant pair was seen it "
+            "therefore assumes that every case a drop would change is discordant and goes "
+            "the same way, the most favourable case for the test: with zero discordant "
+            "pairs the detectable difference is a lower bound, not an estimate."
+        ),
         "recall": (
             "A planted fact is recalled when its value (or an alias) appears in the answer as "
             "whole words after normalization (case, accents, punctuation, thousands "
@@ -899,7 +988,7 @@ def rate_phrase(p: dict[str, Any]) -> str:
     )
 
 
-def _mostly_candidate(a: dict[str, Any]) -> list[str]:
+def _mostly_candidate(a: Analysis) -> list[str]:
     """Failure modes a candidate shows clearly more often than the reference: the
     quantization's own signature (at least 2 more answers, and at least twice as many)."""
     ref = a["reference"]
@@ -915,7 +1004,7 @@ def _mostly_candidate(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _serving_sentences(a: dict[str, Any]) -> list[str]:
+def _serving_sentences(a: Analysis) -> list[str]:
     """Concurrency stability and capacity at the highest level both lanes reached."""
     ref = a["reference"]
     out = []
@@ -956,40 +1045,53 @@ def _serving_sentences(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def headline(a: dict[str, Any]) -> str:
+def headline(a: Analysis) -> str:
     """One paragraph in plain words with the numbers a decision needs first."""
-    ref = a["reference"]
-    cands = a["candidates"]
-    overall = a["overall"]
-    parts: list[str] = []
-    if ref is None:
+    if a["reference"] is None:
         return "The session holds no answers: there is nothing to report yet."
-    if not overall["cases"]:
-        parts.append("No quality cases were run in this session (only load tests).")
-    else:
-        lanes_txt = "; ".join(
-            f"{lane} passed {rate_phrase(overall['lanes'][lane])}"
-            for lane in [ref, *cands]
-            if lane in overall["lanes"]
-        )
-        parts.append(
-            f"Over {overall['cases']} quality case{'s' if overall['cases'] != 1 else ''}, "
-            f"{lanes_txt}."
-        )
-        ref_rate = overall["lanes"].get(ref, {}).get("rate")
-        if ref_rate is not None and ref_rate < 0.5:
-            parts.append(
-                "The reference itself fails most cases, so the checks are hard for this model: "
-                "judge the candidate by the cases where the two lanes disagree, not by the "
-                "raw rates."
-            )
-        for cmp in overall["comparisons"]:
-            parts.append(cmp["sentence"])
-            top = overall["lanes"].get(cmp["candidate"], {}).get("reasons") or {}
-            if top:
-                listed = ", ".join(f"{k} ({v})" for k, v in list(top.items())[:3])
-                parts.append(f"{cmp['candidate']}'s failed cases were mostly: {listed}.")
+    parts = _quality_sentences(a)
     parts += _mostly_candidate(a)
+    parts += _group_gap_sentences(a)
+    parts += _recall_sentences(a)
+    parts += _serving_sentences(a)
+    parts += _speed_sentences(a)
+    parts += _not_measured(a)
+    return " ".join(parts)
+
+
+def _quality_sentences(a: Analysis) -> list[str]:
+    ref, overall = a["reference"], a["overall"]
+    if not overall["cases"]:
+        return ["No quality cases were run in this session (only load tests)."]
+    lanes_txt = "; ".join(
+        f"{lane} passed {rate_phrase(overall['lanes'][lane])}"
+        for lane in [ref, *a["candidates"]]
+        if lane in overall["lanes"]
+    )
+    parts = [
+        f"Over {overall['cases']} quality case{'s' if overall['cases'] != 1 else ''}, {lanes_txt}."
+    ]
+    ref_rate = overall["lanes"].get(ref or "", {}).get("rate")
+    if ref_rate is not None and ref_rate < 0.5:
+        parts.append(
+            "The reference itself fails most cases, so the checks are hard for this model: "
+            "judge the candidate by the cases where the two lanes disagree, not by the "
+            "raw rates."
+        )
+    for cmp in overall["comparisons"]:
+        parts.append(cmp["sentence"])
+        top = overall["lanes"].get(cmp["candidate"], {}).get("reasons") or {}
+        if top:
+            listed = ", ".join(f"{k} ({v})" for k, v in list(top.items())[:3])
+            parts.append(f"{cmp['candidate']}'s failed cases were mostly: {listed}.")
+    return parts
+
+
+def _group_gap_sentences(a: Analysis) -> list[str]:
+    """The group each candidate is furthest behind in: significant (after Holm) or
+    worded as a raw gap, never as a loss."""
+    ref = a["reference"]
+    parts = []
     for g in a.get("groups") or []:
         for cand, drops in g["breaks_first"].items():
             worst = drops[0] if drops else None
@@ -997,33 +1099,49 @@ def headline(a: dict[str, Any]) -> str:
                 continue
             block = g["groups"][worst["group"]]
             cmp = next(c for c in block["comparisons"] if c["candidate"] == cand)
-            caveat = (
-                f" ({block['cases']} cases: too few to tell)" if cmp["verdict"] == "too_few" else ""
-            )
-            parts.append(
-                f"In {g['suite']}, {cand} loses most on {worst['group']}: "
-                f"{abs(worst['difference']) * 100:.0f} points below {ref}{caveat}."
-            )
-    lc = a.get("long_context")
-    if lc and lc["by_length"]:
-        longest = lc["by_length"][-1]
-        recall = ", ".join(
-            f"{lane} {_pct(v['facts']['rate'])}" for lane, v in longest["lanes"].items()
-        )
-        if recall:
-            parts.append(f"Fact recall at the longest context run ({longest['label']}): {recall}.")
-    parts += _serving_sentences(a)
-    lat = a.get("latency")
-    if lat and ref in lat["lanes"]:
-        r_tps = lat["lanes"][ref]["tokens_per_s_p50"]
-        for cand in cands:
-            c = lat["lanes"].get(cand)
-            if c and r_tps and c["tokens_per_s_p50"]:
-                ratio = c["tokens_per_s_p50"] / r_tps
+            gap = f"{abs(worst['difference']) * 100:.0f} points below {ref}"
+            if cmp["verdict"] == "candidate_worse":
                 parts.append(
-                    f"{cand} decodes at {c['tokens_per_s_p50']:.0f} tok/s (median) against "
-                    f"{r_tps:.0f} for {ref} ({ratio:.2f}×)."
+                    f"In {g['suite']}, {cand} is significantly below {ref} on "
+                    f"{worst['group']}: {gap} (Holm-adjusted p = {cmp['p_holm']:.3g})."
                 )
+            else:
+                parts.append(
+                    f"In {g['suite']}, {cand}'s largest raw gap is on {worst['group']}: "
+                    f"{gap}, not significant ({block['cases']} cases)."
+                )
+    return parts
+
+
+def _recall_sentences(a: Analysis) -> list[str]:
+    lc = a.get("long_context")
+    if not lc or not lc["by_length"]:
+        return []
+    longest = lc["by_length"][-1]
+    recall = ", ".join(f"{lane} {_pct(v['facts']['rate'])}" for lane, v in longest["lanes"].items())
+    if not recall:
+        return []
+    return [f"Fact recall at the longest context run ({longest['label']}): {recall}."]
+
+
+def _speed_sentences(a: Analysis) -> list[str]:
+    ref, lat = a["reference"], a.get("latency")
+    if not lat or ref not in lat["lanes"]:
+        return []
+    r_tps = lat["lanes"][ref]["tokens_per_s_p50"]
+    parts = []
+    for cand in a["candidates"]:
+        c = lat["lanes"].get(cand)
+        if c and r_tps and c["tokens_per_s_p50"]:
+            ratio = c["tokens_per_s_p50"] / r_tps
+            parts.append(
+                f"{cand} decodes at {c['tokens_per_s_p50']:.0f} tok/s (median) against "
+                f"{r_tps:.0f} for {ref} ({ratio:.2f}×)."
+            )
+    return parts
+
+
+def _not_measured(a: Analysis) -> list[str]:
     missing = [
         name
         for key, name in (
@@ -1034,6 +1152,4 @@ def headline(a: dict[str, Any]) -> str:
         )
         if a.get(key) is None
     ]
-    if missing:
-        parts.append(f"Not measured in this session: {', '.join(missing)}.")
-    return " ".join(parts)
+    return [f"Not measured in this session: {', '.join(missing)}."] if missing else []

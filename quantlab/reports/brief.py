@@ -11,11 +11,11 @@ a paragraph marked as such, never mixed with measurements.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 from quantlab.reports import stats
 from quantlab.reports.fmt import diff_points, num, rate_cell
-from quantlab.reports.verdict import RULES
+from quantlab.reports.shapes import Analysis
+from quantlab.reports.verdict import RULES, detects_meaningful_drop
 from quantlab.textsafe import safe_text
 
 LITERATURE = (
@@ -35,7 +35,7 @@ def _cases_needed(discordant_rate: float) -> int:
     return int(round(n / 10.0) * 10)
 
 
-def _checks(a: dict[str, Any], cand: str) -> list[str]:
+def _checks(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     cmp = next((c for c in a["overall"]["comparisons"] if c["candidate"] == cand), None)
     out = []
@@ -47,8 +47,7 @@ def _checks(a: dict[str, Any], cand: str) -> list[str]:
     if cmp:
         need = _cases_needed((cmp["ref_only"] + cmp["cand_only"]) / max(cmp["n_pairs"], 1))
         item(
-            cmp["verdict"] == "no_difference"
-            or (cmp["verdict"] == "candidate_better" and (cmp["mdd"] or 1) <= 0.1),
+            detects_meaningful_drop(cmp),
             f"No significant drop in pass rate over enough paired cases to see a 10-point "
             f"drop (about {need} at this discordance).",
             f"{cmp['n_pairs']} cases, {diff_points(cmp['difference'])}, p = "
@@ -144,7 +143,7 @@ def _checks(a: dict[str, Any], cand: str) -> list[str]:
     return out
 
 
-def _tradeoff(a: dict[str, Any], cand: str) -> list[str]:
+def _tradeoff(a: Analysis, cand: str) -> list[str]:
     ref = a["reference"]
     out = []
     lat = a["latency"]
@@ -198,7 +197,7 @@ def _tradeoff(a: dict[str, Any], cand: str) -> list[str]:
     return out
 
 
-def render(a: dict[str, Any]) -> str:
+def render(a: Analysis) -> str:
     """The brief as Markdown."""
     ref = a["reference"]
     cands = a["candidates"]

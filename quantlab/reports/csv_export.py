@@ -13,7 +13,7 @@ import datetime as _dt
 import io
 from typing import Any
 
-from quantlab.reports import stats
+from quantlab.quantiles import percentile
 from quantlab.reports.analysis import pick_reference, suite_kind, suite_name
 from quantlab.reports.outcomes import annotations_by_lane, judge, lane_annotations
 from quantlab.session import Session
@@ -116,8 +116,8 @@ def rows(session: Session) -> list[dict[str, Any]]:
                     "ttft_ms": _r(t.ttft_ms, 2),
                     "e2e_ms": _r(t.e2e_ms, 2),
                     "tokens_per_s": _r(t.tokens_per_s, 2),
-                    "itl_p50_ms": _r(stats.percentile(t.itl_ms, 50), 3),
-                    "itl_p95_ms": _r(stats.percentile(t.itl_ms, 95), 3),
+                    "itl_p50_ms": _r(percentile(t.itl_ms, 50), 3),
+                    "itl_p95_ms": _r(percentile(t.itl_ms, 95), 3),
                     "itl_max_ms": _r(max(t.itl_ms) if t.itl_ms else None, 3),
                     "error_kind": r.error.kind if r.error else "",
                     "error": str(r.error) if r.error else "",

@@ -14,6 +14,7 @@ import json
 import math
 from typing import Any
 
+from quantlab.reports.shapes import Analysis
 from quantlab.textsafe import json_safe
 
 
@@ -29,7 +30,7 @@ def clean(value: Any) -> Any:
     return value
 
 
-def render(analysis: dict[str, Any]) -> str:
+def render(analysis: Analysis) -> str:
     """Pretty-printed JSON, UTF-8 characters kept as they are."""
     doc = clean(analysis)
     text = json.dumps(doc, ensure_ascii=False, indent=2, default=str, allow_nan=False)

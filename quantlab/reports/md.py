@@ -25,6 +25,7 @@ from quantlab.reports.fmt import (
     rate_cell,
     table,
 )
+from quantlab.reports.shapes import Analysis, RateBlock
 from quantlab.textsafe import safe_text
 
 
@@ -37,7 +38,7 @@ def _when(ts: float | None) -> str:
 # ------------------------------------------------------------------ sections
 
 
-def _title(a: dict[str, Any]) -> list[str]:
+def _title(a: Analysis) -> list[str]:
     ref = a["reference"]
     cands = a["candidates"]
     if ref is None:
@@ -65,7 +66,7 @@ def _title(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _headline(a: dict[str, Any]) -> list[str]:
+def _headline(a: Analysis) -> list[str]:
     out = ["## Headline", "", a["headline"], ""]
     for cand, v in (a.get("verdicts") or {}).items():
         out.append(
@@ -76,7 +77,7 @@ def _headline(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _compared(a: dict[str, Any]) -> list[str]:
+def _compared(a: Analysis) -> list[str]:
     out = ["## What was compared", ""]
     rows = []
     for lane in a["lanes"]:
@@ -141,7 +142,7 @@ def _machine(m: dict[str, Any]) -> list[str]:
     return [f"Machine: {'; '.join(bits) or 'recorded without details'}.", ""]
 
 
-def _pass_rates(a: dict[str, Any]) -> list[str]:
+def _pass_rates(a: Analysis) -> list[str]:
     out = ["## Pass rates", ""]
     lanes = [x["name"] for x in a["lanes"]]
     if not a["suites"]:
@@ -185,7 +186,7 @@ def _pass_rates(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _paired(a: dict[str, Any]) -> list[str]:
+def _paired(a: Analysis) -> list[str]:
     ref = a["reference"]
     if not a["candidates"] or ref is None:
         return []
@@ -196,7 +197,7 @@ def _paired(a: dict[str, Any]) -> list[str]:
     )
     out.append("")
     rows = []
-    scopes = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
+    scopes: list[tuple[str, RateBlock]] = [(s["suite"], s) for s in a["suites"] if s["comparisons"]]
     if a["overall"]["cases"]:
         scopes.append(("**all quality cases**", a["overall"]))
     for label, block in scopes:
@@ -254,7 +255,7 @@ def _paired(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _groups(a: dict[str, Any]) -> list[str]:
+def _groups(a: Analysis) -> list[str]:
     if not a["groups"]:
         return []
     ref = a["reference"]
@@ -289,8 +290,26 @@ def _groups(a: dict[str, Any]) -> list[str]:
         for cand, drops in g["breaks_first"].items():
             losing = [d for d in drops if d["difference"] is not None and d["difference"] < 0]
             if losing:
-                order = ", ".join(f"{d['group']} ({diff_points(d['difference'])})" for d in losing)
-                out.append(f"{cand} falls behind {ref} first on: {order}.")
+                worse = {
+                    name
+                    for name, b in g["groups"].items()
+                    for c in b["comparisons"]
+                    if c["candidate"] == cand and c["verdict"] == "candidate_worse"
+                }
+                order = ", ".join(
+                    f"{d['group']} ({diff_points(d['difference'])}"
+                    + (", significant" if d["group"] in worse else "")
+                    + ")"
+                    for d in losing
+                )
+                note = (
+                    "descriptive: significant after Holm correction only where marked"
+                    if worse
+                    else "descriptive: none is significant"
+                )
+                out.append(
+                    f"{cand}'s largest raw gaps against {ref}, largest first ({note}): {order}."
+                )
             else:
                 out.append(f"{cand} does not fall behind {ref} in any group of {g['suite']}.")
         sizes = [b["cases"] for b in g["groups"].values()]
@@ -308,7 +327,7 @@ def _groups(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _long_context(a: dict[str, Any]) -> list[str]:
+def _long_context(a: Analysis) -> list[str]:
     lc = a["long_context"]
     out = ["## Long context", ""]
     if lc is None:
@@ -396,7 +415,7 @@ def _long_context(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _concurrency(a: dict[str, Any]) -> list[str]:
+def _concurrency(a: Analysis) -> list[str]:
     c = a["concurrency"]
     out = ["## Concurrency", ""]
     if c is None:
@@ -452,7 +471,7 @@ def _concurrency(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _capacity(a: dict[str, Any]) -> list[str]:
+def _capacity(a: Analysis) -> list[str]:
     cap = a["capacity"]
     out = ["## Capacity", ""]
     if cap is None:
@@ -511,7 +530,7 @@ def _capacity(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _latency(a: dict[str, Any]) -> list[str]:
+def _latency(a: Analysis) -> list[str]:
     lat = a["latency"]
     out = ["## Latency (one request at a time)", ""]
     if lat is None:
@@ -529,7 +548,7 @@ def _latency(a: dict[str, Any]) -> list[str]:
                 num(v["e2e_p50_ms"], 0),
                 num(v["e2e_p95_ms"], 0),
                 num(v["tokens_per_s_p50"], 1),
-                num(v["tokens_per_s_p95"], 1),
+                num(v["tokens_per_s_p5"], 1),
             ]
         )
     out += table(
@@ -543,7 +562,7 @@ def _latency(a: dict[str, Any]) -> list[str]:
             "e2e p50 ms",
             "e2e p95 ms",
             "tok/s p50",
-            "tok/s p95",
+            "tok/s p5 (slow tail)",
         ],
         rows,
         "lrrrrrrrrr",
@@ -564,7 +583,7 @@ def _examples(examples: Sequence[dict[str, Any]], reference: str | None) -> list
     return out
 
 
-def _findings(a: dict[str, Any]) -> list[str]:
+def _findings(a: Analysis) -> list[str]:
     f = a["failures"]
     lanes = [x["name"] for x in a["lanes"]]
     out = ["## Findings by detector", ""]
@@ -600,7 +619,7 @@ def _findings(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _annotations(a: dict[str, Any]) -> list[str]:
+def _annotations(a: Analysis) -> list[str]:
     f = a["failures"]
     out = ["## Human annotations by tag", ""]
     if not f["annotations"]:
@@ -621,7 +640,7 @@ def _annotations(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _telemetry(a: dict[str, Any]) -> list[str]:
+def _telemetry(a: Analysis) -> list[str]:
     t = a["telemetry"]
     out = ["## GPU memory and power", ""]
     if t is None:
@@ -668,13 +687,15 @@ def _telemetry(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _definitions(a: dict[str, Any]) -> list[str]:
+def _definitions(a: Analysis) -> list[str]:
     d = a["definitions"]
     names = {
         "pass_fail": "Pass / fail",
         "pass_rate": "Pass rate",
         "paired_comparison": "Paired comparison",
         "not_enough_cases": "Not enough cases to tell",
+        "multiplicity": "Many groups, one family (Holm)",
+        "mdd_assumption": "Detectable difference with no discordant pair",
         "recall": "Fact recall",
         "latency": "Latency",
         "capacity": "Capacity",
@@ -686,14 +707,14 @@ def _definitions(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def _notes(a: dict[str, Any]) -> list[str]:
+def _notes(a: Analysis) -> list[str]:
     notes = a["session"]["notes"]
     if not notes:
         return []
     return ["## Notes from loading the session", "", *(f"- {n}" for n in notes), ""]
 
 
-def render(a: dict[str, Any]) -> str:
+def render(a: Analysis) -> str:
     """The Markdown report for an analysis dict."""
     parts: list[str] = []
     for section in (

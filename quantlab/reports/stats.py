@@ -286,6 +286,9 @@ class PairedComparison:
     mdd: float | None
     verdict: Verdict
     sentence: str
+    #: Holm-adjusted p over the report's ``family_size`` comparisons (None: uncorrected).
+    p_holm: float | None = None
+    family_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "test"}
@@ -306,11 +309,37 @@ def compare_paired(
 ) -> PairedComparison:
     """Compare paired outcomes ``(reference passed, candidate passed)`` and phrase the
     result in one sentence that never claims more than the test allows."""
-    n = len(pairs)
     both = sum(1 for r, c in pairs if r and c)
     b = sum(1 for r, c in pairs if r and not c)
     c_ = sum(1 for r, c in pairs if c and not r)
-    neither = n - both - b - c_
+    return compare_counts(
+        both,
+        b,
+        c_,
+        len(pairs) - both - b - c_,
+        reference=reference,
+        candidate=candidate,
+        alpha=alpha,
+    )
+
+
+def compare_counts(
+    both: int,
+    b: int,
+    c_: int,
+    neither: int,
+    *,
+    reference: str = "reference",
+    candidate: str = "candidate",
+    alpha: float = ALPHA,
+    p_holm: float | None = None,
+    family_size: int = 1,
+) -> PairedComparison:
+    """:func:`compare_paired` from the four counts (both passed, only the reference, only
+    the candidate, neither). With ``p_holm`` (the Holm-adjusted p of this comparison among
+    ``family_size``) the decision "more than chance" is taken on it instead of the raw p,
+    and the sentence gives both."""
+    n = both + b + c_ + neither
     test = mcnemar_exact(b, c_)
     if n == 0:
         return PairedComparison(
@@ -336,15 +365,29 @@ def compare_paired(
     counts = (
         f"{candidate} failed {b} case{'s' if b != 1 else ''} that {reference} passed, and "
         f"passed {c_} that {reference} failed (McNemar exact p = {test.p_value:.3g}, "
-        f"{n} paired cases)"
+        f"{n} paired cases"
+        + (
+            f"; Holm-adjusted over {family_size} comparisons p = {p_holm:.3g})"
+            if p_holm is not None and family_size > 1
+            else ")"
+        )
     )
     need = min_discordant_for_significance(alpha)
-    if test.p_value < alpha:
+    decisive = test.p_value if p_holm is None else p_holm
+    if decisive < alpha:
         verdict: Verdict = "candidate_worse" if b > c_ else "candidate_better"
         word = "lower" if b > c_ else "higher"
         sentence = (
             f"{candidate}'s pass rate is {word} than {reference}'s by {_pts(diff)}, more than "
             f"chance explains: {counts}."
+        )
+    elif test.p_value < alpha:  # raw p below α, the Holm-adjusted one not
+        verdict = "no_difference" if mdd is not None and mdd <= MEANINGFUL_DIFFERENCE else "too_few"
+        sign = "+" if diff >= 0 else "−"
+        sentence = (
+            f"{candidate}'s pass rate differs from {reference}'s by {sign}{_pts(diff)}, but not "
+            f"by more than chance explains once the report's {family_size} comparisons are "
+            f"corrected for (Holm): {counts}."
         )
     elif mdd is not None and mdd <= MEANINGFUL_DIFFERENCE:
         verdict = "no_difference"
@@ -384,7 +427,24 @@ def compare_paired(
         mdd=mdd,
         verdict=verdict,
         sentence=sentence,
+        p_holm=p_holm,
+        family_size=family_size,
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order: sort ascending, multiply
+    the i-th smallest (from 0) by (m - i), keep them non-decreasing, cap at 1. A test is
+    significant at family-wise level α when its adjusted p < α; valid whatever the
+    dependence between the tests (the overall set contains every suite's cases)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out
 
 
 # ------------------------------------------------------------------ paired scores
@@ -464,12 +524,3 @@ def paired_bootstrap(
 
 
 # ------------------------------------------------------------------ latency summaries
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0–100) with linear interpolation (numpy's default), None for no
-    values. Used for TTFT/ITL/e2e p50/p95 everywhere so all reports agree."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return None
-    return float(np.percentile(np.asarray(vals), q))

@@ -1,17 +1,18 @@
 """ChatView: the chat tab — one LanePane per endpoint, the parameters line, the prompt box.
 
 It wires the core to the panes and adds no logic of its own: prompts go through
-:func:`quantlab.fanout.fanout` (the same path as ``quantlab ask`` and the runner), each
-lane keeps its own history in a :class:`quantlab.fanout.Conversation`, and every lane's
-result is saved to the session the moment that lane completes (the store's
-``save_lane``), then the whole exchange once all lanes are done.
+:func:`quantlab.pipeline.send_exchange` (the same path as ``quantlab ask`` and the runner:
+send, detect, save), each lane keeps its own history in a
+:class:`quantlab.fanout.Conversation`, and every lane's result is saved to the session the
+moment that lane completes, then the whole exchange with its findings once all lanes are
+done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -20,10 +21,11 @@ from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
-from quantlab.client import LaneClient, with_system_prompt
-from quantlab.detectors import detect_exchange
-from quantlab.fanout import Conversation, fanout
+from quantlab.client import LaneClient
+from quantlab.fanout import Conversation
+from quantlab.lanes import reference_lane
 from quantlab.limits import ClientLimits
+from quantlab.pipeline import send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
 from tui.widgets.lane_pane import LanePane
 from tui.widgets.params_bar import ParamsBar
@@ -203,15 +205,6 @@ class ChatView(Vertical):
     @work(group="exchange", exclusive=True)
     async def _run_exchange(self, prompt: str, params: SamplingParams) -> Exchange | None:
         messages = self.conversation.messages_for(prompt, params)
-        # The record saved lane by lane; fanout builds the same messages (system prompt
-        # first), and its exchange takes this id and start time when it returns.
-        draft = Exchange(
-            prompt=prompt,
-            params=params,
-            messages={n: with_system_prompt(m, params) for n, m in messages.items()},
-            source="chat",
-            meta={"conversation": self.conversation_id},
-        )
         panes = {p.lane: p for p in self.panes}
         for pane in self.panes:
             pane.start(prompt)
@@ -219,36 +212,35 @@ class ChatView(Vertical):
         def on_text(lane: str, delta: str) -> None:
             panes[lane].on_text(delta)
 
-        async def on_lane_done(lane: str, result: LaneResult) -> None:
+        def on_lane_done(lane: str, result: LaneResult) -> None:
             panes[lane].finish(result)
-            await self._save(self.store.save_lane if self.store else None, draft, lane, result)
 
-        exchange = await fanout(
+        exchange = await send_exchange(
             self.clients,
             messages,
             params,
             prompt=prompt,
+            source="chat",
+            reference=reference_lane(self.endpoints),
+            meta={"conversation": self.conversation_id},
             on_text=on_text,
             on_lane_done=on_lane_done,
-            source="chat",
+            store=self.store,
+            save_lanes=True,
+            write=self._save,
         )
-        exchange.id, exchange.started_at = draft.id, draft.started_at
-        exchange.meta.update(draft.meta)
-        ref = next((e.name for e in self.endpoints if e.role == "reference"), None)
-        detect_exchange(exchange, reference_lane=ref)  # < 1 ms a lane: fine on the loop
         for pane in self.panes:
             result = exchange.results.get(pane.lane)
             if result is not None:
                 pane.show_findings(result.findings)
         self._show_speedups(exchange)
-        await self._save(self.store.update_exchange if self.store else None, exchange)
         self.conversation.record(exchange)
         self.exchanges.append(exchange)
         return exchange
 
     def _show_speedups(self, exchange: Exchange) -> None:
         """Candidates' decode rate relative to the reference lane, on their metrics line."""
-        ref = next((e.name for e in self.endpoints if e.role == "reference"), None)
+        ref = reference_lane(self.endpoints)
         base = exchange.results.get(ref) if ref else None
         if base is None or not base.ok or not base.timing.tokens_per_s:
             return
@@ -257,10 +249,8 @@ class ChatView(Vertical):
             if pane.lane != ref and r is not None and r.ok and r.timing.tokens_per_s:
                 pane.metrics.show_result(r, r.timing.tokens_per_s / base.timing.tokens_per_s)
 
-    async def _save(self, fn: Any, *args: Any) -> None:
+    async def _save(self, fn: Callable[..., Any], *args: Any) -> None:
         """Write to the session off the event loop; a failure is shown, never raised."""
-        if fn is None:
-            return
         try:
             await asyncio.to_thread(fn, *args)
         except Exception as exc:

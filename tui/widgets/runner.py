@@ -39,11 +39,11 @@ from textual.widgets import (
     Static,
 )
 
-from quantlab.progress_line import format_seconds
-from quantlab.records import Annotation, Endpoint, Exchange, LaneResult
+from quantlab.lanes import LaneRow, lane_row, reference_lane
+from quantlab.progress_line import eta_seconds, format_seconds
+from quantlab.records import Annotation, Endpoint, Exchange
 from quantlab.run_summary import summarize
-from quantlab.runner import LaneRow, Row, RunEvent, Runner, RunOptions
-from quantlab.suite_results import failed_detectors
+from quantlab.runner import Row, RunEvent, Runner, RunOptions
 from quantlab.suites import Suite, SuiteError, catalog
 from tui.widgets.annotate import open_annotation_form
 from tui.widgets.compare import CompareView
@@ -75,25 +75,6 @@ def flags_text(flags: Sequence[str], warnings: Sequence[str], error: str | None)
     if warnings:
         text += (" " if text else "") + f"(+{len(warnings)} warn)"
     return text
-
-
-def lane_row_from_result(result: LaneResult) -> LaneRow:
-    """What the table shows for a saved lane result (follow mode)."""
-    return LaneRow(
-        status="done" if result.ok else "failed",
-        ttft_ms=result.timing.ttft_ms,
-        tokens=result.timing.output_tokens,
-        tokens_per_s=result.timing.tokens_per_s,
-        flags=sorted(set(failed_detectors(result))),
-        warnings=sorted(
-            {
-                f.detector
-                for f in result.findings
-                if f.severity == "warn" and f.status != "dismissed"
-            }
-        ),
-        error=None if result.error is None else str(result.error),
-    )
 
 
 class RunnerPane(Vertical):
@@ -192,10 +173,7 @@ class RunnerPane(Vertical):
         self.runner: Runner | None = None
         self.exchanges: dict[str, Exchange] = {}
         self.annotations: list[Annotation] = []
-        self.reference: str | None = next(
-            (e.name for e in self.endpoints if e.role == "reference"),
-            self.endpoints[0].name if self.endpoints else None,
-        )
+        self.reference: str | None = reference_lane(self.endpoints)
         self._rows: dict[str, tuple[str, str]] = {}  # table key -> (exchange id or row key, lane)
         self._row_exchange: dict[str, str] = {}  # runner row key -> exchange id
         self._follower: Any = None
@@ -483,8 +461,7 @@ class RunnerPane(Vertical):
         if self._follow_run and self._follow_run.get("reference"):
             self.reference = self._follow_run["reference"]
         elif self.reference is None:
-            ref = next((e.name for e in session.endpoints if e.role == "reference"), None)
-            self.reference = ref or (session.lanes[0] if session.lanes else None)
+            self.reference = reference_lane(session.endpoints, session.lanes)
         for ex in update.exchanges:
             self._show_exchange_rows(ex)
         self._follow_progress()
@@ -500,7 +477,7 @@ class RunnerPane(Vertical):
             case += f" #{rep + 1}"
         at = int(ex.meta.get("concurrency") or 1)
         for lane, result in ex.results.items():
-            cells = self._cells(case, lane, at, lane_row_from_result(result))
+            cells = self._cells(case, lane, at, lane_row(result))
             self._put_row(f"{ex.id}|{lane}", cells, (ex.id, lane))
 
     def _follow_progress(self) -> None:
@@ -516,10 +493,8 @@ class RunnerPane(Vertical):
             done = int(run.get("done") or done)
             self._progress(done, total, None, f"run {state}", running=False)
             return
-        eta = None
         started = run.get("started_at")
-        if started and done and total > done:
-            eta = (time.time() - float(started)) / done * (total - done)
+        eta = eta_seconds(time.time() - float(started), done, total - done) if started else None
         self._progress(done, total, eta, "running (another process writes it)")
 
     # ------------------------------------------------------------------ compare, annotate
@@ -630,7 +605,7 @@ class RunnerPane(Vertical):
             for f in ex.results[event.lane].findings:
                 if f.detector == event.detector:
                     f.status = event.status  # type: ignore[assignment]
-            lr = lane_row_from_result(ex.results[event.lane])
+            lr = lane_row(ex.results[event.lane])
             for key, (first, lane) in self._rows.items():
                 same = first == ex.id or self._row_exchange.get(first) == ex.id
                 if same and lane == event.lane:

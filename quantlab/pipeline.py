@@ -1,0 +1,131 @@
+"""The one exchange pipeline: send to every lane, run the detectors, save.
+
+The chat screen, ``quantlab ask`` and the suite runner all call :func:`send_exchange`, so
+an exchange saved by any of them has the same shape: the same messages, the same
+detector findings (divergence against the reference lane), the same id lane by lane and
+whole. What differs between callers is passed in: what to show as text streams
+(``on_text``), what to do when a lane ends (``on_lane_done``), whether each lane is saved
+the moment it ends (``save_lanes``, the chat) or only the whole exchange (``ask``, the
+runner), and how a write runs (``write``: the runner serialises its writes, the chat shows
+a failed write instead of raising).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from quantlab.client import LaneClient, with_system_prompt
+from quantlab.detectors import detect, detect_exchange
+from quantlab.fanout import OnLaneDone, OnText, fanout
+from quantlab.records import Case, Exchange, LaneResult, SamplingParams
+
+
+class ExchangeStore(Protocol):
+    """What the pipeline needs of a session store (:class:`quantlab.session.SessionStore`)."""
+
+    def append_exchange(self, exchange: Exchange) -> None: ...
+
+    def save_lane(
+        self, exchange: Exchange, lane: str, result: LaneResult | None = None
+    ) -> None: ...
+
+
+#: Runs one store write, ``await write(fn, *args)``; the default runs it in a thread.
+Write = Callable[..., Awaitable[None]]
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> None:
+    await asyncio.to_thread(fn, *args)
+
+
+async def send_exchange(
+    clients: Sequence[LaneClient],
+    messages: Mapping[str, list[dict[str, str]]],
+    params: SamplingParams,
+    *,
+    prompt: str,
+    source: str,
+    reference: str | None,
+    case: Case | None = None,
+    suite: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+    on_text: OnText | None = None,
+    on_lane_done: OnLaneDone | None = None,
+    extra_body: dict[str, Any] | None = None,
+    store: ExchangeStore | None = None,
+    save_lanes: bool = False,
+    write: Write | None = None,
+) -> Exchange:
+    """Fan ``messages`` out to every lane, judge each answer, save the exchange.
+
+    As each lane ends it gets a first verdict (divergence only once the reference lane's
+    text is in), then ``on_lane_done`` runs, then (with ``save_lanes``) the lane is saved.
+    When all lanes are done every lane is judged again with the reference's text and the
+    whole exchange is saved to ``store``. A detector bug is kept in
+    ``meta["detector_error"]`` and never loses the answers. ``reference`` is the reference
+    lane's name (:func:`quantlab.lanes.reference_lane`); a reference that is not among the
+    clients falls back to the first lane, as :func:`quantlab.detectors.detect_exchange`
+    does.
+    """
+    run_write = write or _in_thread
+    # The record saved lane by lane: fanout builds the same messages (system prompt first)
+    # and its exchange takes this id and start time when it returns.
+    draft = Exchange(
+        prompt=prompt,
+        params=params,
+        messages={n: with_system_prompt(list(m), params) for n, m in messages.items()},
+        source=source,
+        suite=suite,
+        case_id=case.id if case is not None else None,
+        meta=dict(meta or {}),
+    )
+    names = [c.name for c in clients]
+    ref = reference if reference in names else (names[0] if names else None)
+    ref_text: dict[str, str] = {}
+    first_prompt = (case.prompt if case else "") or prompt
+    max_tokens = case.params.max_tokens if case and case.params else params.max_tokens
+
+    async def lane_done(lane: str, result: LaneResult) -> None:
+        if result.ok:
+            result.findings = detect(
+                result.text,
+                case=case,
+                reference=ref_text.get(ref) if ref is not None and lane != ref else None,
+                finish_reason=result.finish_reason,
+                lane=lane,
+                prompt=first_prompt,
+                max_tokens=max_tokens,
+                cut_off=result.cut_off,
+            )
+            if lane == ref:
+                ref_text[lane] = result.text
+        if on_lane_done is not None:
+            ret = on_lane_done(lane, result)
+            if inspect.isawaitable(ret):
+                await ret
+        if store is not None and save_lanes:
+            await run_write(store.save_lane, draft, lane, result)
+
+    exchange = await fanout(
+        clients,
+        messages,
+        params,
+        prompt=prompt,
+        on_text=on_text,
+        source=source,
+        on_lane_done=lane_done,
+        extra_body=extra_body,
+    )
+    exchange.id, exchange.started_at = draft.id, draft.started_at
+    exchange.suite, exchange.case_id = draft.suite, draft.case_id
+    exchange.meta.update(draft.meta)
+    try:
+        detect_exchange(exchange, case=case, reference_lane=ref)
+    except Exception as exc:  # a detector bug must not lose the answers themselves
+        exchange.meta["detector_error"] = repr(exc)
+    if store is not None:
+        await run_write(store.append_exchange, exchange)
+    return exchange
