@@ -149,16 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(join_pass_through(raw, pass_through_options()))
     if unknown and not getattr(args, "_missing", None):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    name = args.command or "quantlab"
+    if getattr(args, "_missing", None):
+        print(f"quantlab {name}: not available: {args._missing}", file=sys.stderr)
+        return 2
+    target = "tui.launch:chat" if args.command is None else COMMANDS[args.command][0]
     try:
-        if args.command is None:
-            return int(_resolve("tui.launch:chat")(args) or 0)
-        target = COMMANDS[args.command][0]
-        if getattr(args, "_missing", None):
-            print(f"quantlab {args.command}: not available ({args._missing})", file=sys.stderr)
-            return 2
-        if target.startswith("tui."):
-            return int(_resolve(target)(args) or 0)
-        return int(_resolve(target).run(args) or 0)
+        entry = _resolve(target)
+    except ImportError as exc:  # e.g. textual missing for the UI commands
+        print(f"quantlab {name}: not available: {_missing_words(exc)}", file=sys.stderr)
+        return 2
+    try:
+        if ":" in target:
+            return int(entry(args) or 0)  # type: ignore[operator]
+        return int(entry.run(args) or 0)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -10,7 +10,7 @@ carries its log tail.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from quantlab.servers.process import ServerProcess, ServerStartError
@@ -27,7 +27,6 @@ class Launch:
     log_path: Path | None = None
     stdout_pipe: bool = False
     death_signal: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 Say = Callable[[str], None]
