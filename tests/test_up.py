@@ -6,6 +6,7 @@ tests/data/fake_vllm.py, which speaks the one thing `up` relies on: /health."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -115,7 +116,15 @@ def test_a_server_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
 
 
 def _children_now() -> list[psutil.Process]:
-    return psutil.Process().children()
+    """This test's fake servers only: other tests' servers (the session-wide local pair)
+    are children of this process too, and alive by design."""
+    script = FAKE[1]
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if script in p.cmdline():
+                out.append(p)
+    return out
 
 
 def _up(*flags: str) -> list[str]:
