@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
 from quantlab.lanes import LaneRow, fill_lane_row, reference_lane
 from quantlab.limits import ClientLimits
@@ -430,46 +429,3 @@ class Runner:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _cold_case(tmpl: Case, uid: str, ep: Endpoint) -> tuple[Case, dict[str, Any] | None, str]:
-    """A copy of ``tmpl`` no server can answer from its prefix cache, and what made it so.
-
-    The request id goes first in the first message, so not even the system prompt's
-    tokens are shared between requests; the backend adds its own cache-busting fields
-    (vLLM a per-request ``cache_salt``, llama.cpp ``cache_prompt: false``).
-    """
-    msgs = [dict(m) for m in tmpl.messages]
-    tag = f"Request {uid}."
-    if msgs[0]["role"] == "system":
-        msgs[0]["content"] = f"{tag} {msgs[0]['content']}"
-    else:
-        msgs.insert(0, {"role": "system", "content": tag})
-    case = replace(tmpl, messages=msgs)
-    mode = "cold: unique prefix per request"
-    extra, words = for_endpoint(ep).cold_cache_fields(uid)
-    if words:
-        mode += f" + {words}"
-    return case, extra, mode
-
-
-def _fitting(
-    clients: Sequence[LaneClient], tokens: int, max_tokens: int
-) -> tuple[list[LaneClient], dict[str, str]]:
-    """Lanes whose context holds ``tokens`` of prompt plus ``max_tokens`` of answer, and why
-    the others are skipped. A lane that did not say its context length is tried."""
-    fits: list[LaneClient] = []
-    skipped: dict[str, str] = {}
-    for c in clients:
-        ep = c.endpoint
-        if ep.status == "down":
-            skipped[c.name] = f"{c.name} is down ({ep.status_detail})"
-        elif ep.max_context is not None and tokens + max_tokens > ep.max_context:
-            note = for_endpoint(ep).context_note(ep)
-            skipped[c.name] = (
-                f"{c.name}: {tokens} prompt + {max_tokens} answer tokens do not fit its "
-                f"{ep.max_context}-token context{note}"
-            )
-        else:
-            fits.append(c)
-    return fits, skipped

@@ -5,11 +5,13 @@ GPU-hour price). A long ramp is written to the session level by level."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from quantlab import suite_results
+from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
-from quantlab.records import Exchange
+from quantlab.records import Case, Endpoint, Exchange
 from quantlab.suites.kinds.base import Job, Send, levels, result
 
 if TYPE_CHECKING:
@@ -21,8 +23,6 @@ class Capacity:
     name = "capacity"
 
     def plan(self, run: Runner, suite: Suite, clients: list[LaneClient]) -> Send:
-        from quantlab.runner import _cold_case
-
         st = suite.settings
         at = levels(st.get("levels"), [1, 2, 4, 8, 16])
         rounds = int(st.get("rounds", 2))
@@ -37,7 +37,7 @@ class Capacity:
                     tmpl = templates[counter % len(templates)]
                     counter += 1
                     uid = f"{run.run_id}-{client.name}-{level}-{i}"
-                    case, extra, mode = _cold_case(tmpl, uid, client.endpoint)
+                    case, extra, mode = cold_case(tmpl, uid, client.endpoint)
                     jobs.append(
                         Job(
                             row=run.row(suite, tmpl, [client.name], level, i, f"@{client.name}"),
@@ -111,3 +111,24 @@ class Capacity:
 
 
 KIND = Capacity()
+
+
+def cold_case(tmpl: Case, uid: str, ep: Endpoint) -> tuple[Case, dict[str, Any] | None, str]:
+    """A copy of ``tmpl`` no server can answer from its prefix cache, and what made it so.
+
+    The request id goes first in the first message, so not even the system prompt's
+    tokens are shared between requests; the backend adds its own cache-busting fields
+    (vLLM a per-request ``cache_salt``, llama.cpp ``cache_prompt: false``).
+    """
+    msgs = [dict(m) for m in tmpl.messages]
+    tag = f"Request {uid}."
+    if msgs[0]["role"] == "system":
+        msgs[0]["content"] = f"{tag} {msgs[0]['content']}"
+    else:
+        msgs.insert(0, {"role": "system", "content": tag})
+    case = replace(tmpl, messages=msgs)
+    mode = "cold: unique prefix per request"
+    extra, words = for_endpoint(ep).cold_cache_fields(uid)
+    if words:
+        mode += f" + {words}"
+    return case, extra, mode

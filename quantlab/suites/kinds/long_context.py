@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from quantlab import suite_results
+from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
 from quantlab.longctx import GeneratorSpec, LongContextError, build_length
 from quantlab.records import Case, Exchange
@@ -64,15 +65,13 @@ class LongContext:
     ) -> tuple[list[Job] | None, list[dict[str, Any]]]:
         """Build each length's prompt (counted by a lane's tokenizer where one can); the
         lengths no lane can hold are marked skipped. None for the jobs when cancelled."""
-        from quantlab.runner import _fitting
-
         jobs: list[Job] = []
         skipped_rows: list[dict[str, Any]] = []
         params = suite.params
         for i, length in enumerate(spec.lengths):
             if run.cancelled:
                 return None, skipped_rows
-            fits, skipped = _fitting(clients, length.tokens, params.max_tokens)
+            fits, skipped = fitting(clients, length.tokens, params.max_tokens)
             lane_rows = [rows[(i, rep)] for rep in range(run.options.repeat)]
             if not fits:
                 why = "; ".join(skipped.values())
@@ -173,3 +172,25 @@ async def _verify_counts(clients: Sequence[LaneClient], case: Case, built: Any) 
 
 
 KIND = LongContext()
+
+
+def fitting(
+    clients: Sequence[LaneClient], tokens: int, max_tokens: int
+) -> tuple[list[LaneClient], dict[str, str]]:
+    """Lanes whose context holds ``tokens`` of prompt plus ``max_tokens`` of answer, and why
+    the others are skipped. A lane that did not say its context length is tried."""
+    fits: list[LaneClient] = []
+    skipped: dict[str, str] = {}
+    for c in clients:
+        ep = c.endpoint
+        if ep.status == "down":
+            skipped[c.name] = f"{c.name} is down ({ep.status_detail})"
+        elif ep.max_context is not None and tokens + max_tokens > ep.max_context:
+            note = for_endpoint(ep).context_note(ep)
+            skipped[c.name] = (
+                f"{c.name}: {tokens} prompt + {max_tokens} answer tokens do not fit its "
+                f"{ep.max_context}-token context{note}"
+            )
+        else:
+            fits.append(c)
+    return fits, skipped
