@@ -19,9 +19,9 @@ from quantlab.records import Annotation, Endpoint
 from quantlab.runner import RunOptions
 from quantlab.session import SessionStore, load_session
 from quantlab.suites import find_suite
-from tui.widgets.annotate import AnnotationForm
-from tui.widgets.compare import CompareView, highlighted_text
-from tui.widgets.runner import RunnerPane
+from tui.widgets.common.annotate import AnnotationForm
+from tui.widgets.runner.compare import CompareView, highlighted_text
+from tui.widgets.runner.runner_pane import RunnerPane
 
 pytestmark = pytest.mark.slow
 

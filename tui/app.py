@@ -1,12 +1,9 @@
-"""QuantlabApp: the Textual app — a top bar, tabs (the chat now), and the key footer.
+"""QuantlabApp: the Textual app — a top bar, three tabs (Chat, Runner, Telemetry), the key footer.
 
-Where later panes go: :meth:`QuantlabApp.compose_tabs` yields one ``TabPane`` per tab. The
-chat is the first; the runner (``tui.widgets.runner.RunnerPane``) and the telemetry pane
-(``tui.widgets.telemetry.TelemetryPane``) are meant to be added there as further tabs.
-With one tab only, the tab strip is hidden so the chat gets the whole screen.
-
-Endpoints either come ready (``endpoints=``), or from ``connect=``, a blocking callable
-(the local pair's build and start) run on a thread while a progress panel is shown.
+:meth:`QuantlabApp.compose_tabs` yields one ``TabPane`` per tab. Endpoints either come ready
+(``endpoints=``), or from ``connect=``, a blocking callable (the local pair's build and
+start) run on a thread while a progress panel fills the Chat tab; the Runner and Telemetry
+tabs are added once the endpoints are known.
 """
 
 from __future__ import annotations
@@ -25,12 +22,12 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from quantlab.records import Endpoint, Exchange, SamplingParams
 from tui.theme import ThemeSet, apply_themes
-from tui.widgets.annotate import open_annotation_form
-from tui.widgets.app_bar import AppBar
-from tui.widgets.chat_view import ChatView
-from tui.widgets.runner import RunnerPane
-from tui.widgets.startup_panel import StartupPanel
-from tui.widgets.telemetry import TelemetryPane
+from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.common.annotate import open_annotation_form
+from tui.widgets.common.app_bar import AppBar
+from tui.widgets.common.startup_panel import StartupPanel
+from tui.widgets.runner.runner_pane import RunnerPane
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 #: Below this many columns the lanes are stacked instead of side by side.
 NARROW_COLUMNS = 100
@@ -113,7 +110,7 @@ class QuantlabApp(App[int]):
         yield Footer()
 
     def compose_tabs(self) -> Iterable[TabPane]:
-        """One TabPane per tab: the chat first; further panes (runner, telemetry) go here."""
+        """One TabPane per tab: the chat first, then runner and telemetry once lanes exist."""
         yield TabPane("Chat", self._chat_or_startup(), id="tab-chat")
         if self.endpoints is not None:  # else added once the local pair is up
             yield from self._lane_tabs(self.endpoints)

@@ -14,8 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer
 
 from tui.theme import ThemeSet, apply_themes
-from tui.widgets.app_bar import AppBar
-from tui.widgets.runner import RunnerPane
+from tui.widgets.common.app_bar import AppBar
+from tui.widgets.runner.runner_pane import RunnerPane
 
 
 class FollowApp(App[int]):

@@ -16,8 +16,8 @@ from textual.widgets import Footer
 from quantlab.config import ConfigError, load_config, resolve_endpoints
 from quantlab.records import Endpoint
 from tui.theme import ThemeSet, apply_themes, load_app_themes
-from tui.widgets.app_bar import AppBar
-from tui.widgets.telemetry import TelemetryPane
+from tui.widgets.common.app_bar import AppBar
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 
 class TopApp(App[int]):

@@ -15,9 +15,9 @@ from textual.containers import Vertical
 from textual.timer import Timer
 
 from quantlab.records import Endpoint, Exchange, Finding, LaneResult
-from tui.widgets.lane_header import LaneHeader
-from tui.widgets.metrics_line import MetricsLine
-from tui.widgets.stream_view import FlushClock, StreamView
+from tui.widgets.chat.lane_header import LaneHeader
+from tui.widgets.chat.metrics_line import MetricsLine
+from tui.widgets.chat.stream_view import FlushClock, StreamView
 
 #: Live metrics refresh rate while streaming (numbers faster than this are unreadable).
 METRICS_HZ = 8.0

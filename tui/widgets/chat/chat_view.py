@@ -24,11 +24,11 @@ from quantlab.client import LaneClient, with_system_prompt
 from quantlab.detectors import detect_exchange
 from quantlab.fanout import Conversation, fanout
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
-from tui.widgets.lane_pane import LanePane
-from tui.widgets.params_bar import ParamsBar
-from tui.widgets.params_dialog import ParamsDialog
-from tui.widgets.prompt_box import PromptBox
-from tui.widgets.stream_view import FlushClock
+from tui.widgets.chat.lane_pane import LanePane
+from tui.widgets.chat.params_bar import ParamsBar
+from tui.widgets.chat.params_dialog import ParamsDialog
+from tui.widgets.chat.prompt_box import PromptBox
+from tui.widgets.chat.stream_view import FlushClock
 
 
 def conversation_of(ex: Exchange) -> str | None:

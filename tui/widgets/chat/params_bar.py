@@ -2,7 +2,7 @@
 
 Every request sends all of them explicitly (servers would otherwise fill unset ones from
 the model's own defaults), so the person should see them all the time, not only in the
-editor (:class:`tui.widgets.params_dialog.ParamsDialog`, F2).
+editor (:class:`tui.widgets.chat.params_dialog.ParamsDialog`, F2).
 """
 
 from __future__ import annotations

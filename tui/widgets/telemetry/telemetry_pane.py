@@ -32,7 +32,7 @@ from quantlab.telemetry.processes import ProcessMapper
 from quantlab.telemetry.sampler import GpuSampler, TelemetrySnapshot
 from quantlab.telemetry.server_stats import ServerStats, ServerStatsScraper
 from quantlab.telemetry.trace import TraceRecorder, trace_point
-from tui.widgets.telemetry_draw import (
+from tui.widgets.telemetry.telemetry_draw import (
     gpu_block,
     gpu_line,
     host_line,

@@ -11,8 +11,8 @@ Two modes:
 
 Both show one table row per exchange and lane (case, lane, status, TTFT, tokens, tok/s,
 detector flags), progress with an ETA, and under it the highlighted row's lanes side by side
-(:class:`tui.widgets.compare.CompareView`). ``a`` annotates the highlighted row's exchange
-(:class:`tui.widgets.annotate.AnnotationForm`); findings are confirmed/dismissed in the
+(:class:`tui.widgets.runner.compare.CompareView`). ``a`` annotates the highlighted row's exchange
+(:class:`tui.widgets.common.annotate.AnnotationForm`); findings are confirmed/dismissed in the
 compare view (``c``/``d``). Annotations and verdicts are saved to the session at once: in
 follow mode that is possible once the other process has closed the session.
 """
@@ -45,8 +45,8 @@ from quantlab.run_summary import summarize
 from quantlab.runner import LaneRow, Row, RunEvent, Runner, RunOptions
 from quantlab.suite_results import failed_detectors
 from quantlab.suites import Suite, SuiteError, catalog
-from tui.widgets.annotate import open_annotation_form
-from tui.widgets.compare import CompareView
+from tui.widgets.common.annotate import open_annotation_form
+from tui.widgets.runner.compare import CompareView
 
 COLUMNS = (
     ("case", "case"),
