@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
-    """Flags every command understands (DESIGN.md, command line contract).
+    """Flags every command understands, before or after the command name.
 
     On sub-commands the defaults are suppressed, so ``quantlab --endpoint a=URL ask …`` and
     ``quantlab ask --endpoint a=URL …`` mean the same: a sub-parser's default would
@@ -48,7 +48,11 @@ def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     p.add_argument(
         "--config", metavar="PATH", default=d, help="quantlab.toml (default: ./quantlab.toml)"
     )
-    p.add_argument("--theme", default=d, help="theme name (a file in themes/)")
+    p.add_argument(
+        "--theme",
+        default=d,
+        help="theme name: a built-in one or a file in ~/.config/quantlab/themes",
+    )
 
 
 def _resolve(target: str) -> object:
@@ -68,10 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         add_common(sp, sub=True)
         if not target.startswith("tui."):
-            try:
-                _resolve(target).add_arguments(sp)
-            except ModuleNotFoundError as exc:  # a command whose module is not built yet
-                sp.set_defaults(_missing=str(exc))
+            _resolve(target).add_arguments(sp)
     return parser
 
 
@@ -81,9 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             return int(_resolve("tui.launch:chat")(args) or 0)
         target = COMMANDS[args.command][0]
-        if getattr(args, "_missing", None):
-            print(f"quantlab {args.command}: not available ({args._missing})", file=sys.stderr)
-            return 2
         if target.startswith("tui."):
             return int(_resolve(target)(args) or 0)
         return int(_resolve(target).run(args) or 0)

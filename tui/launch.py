@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import signal
 import sys
 from pathlib import Path
@@ -138,14 +137,9 @@ def demo(args: argparse.Namespace) -> int:
 
 def top(args: argparse.Namespace) -> int:
     """``quantlab top``: telemetry only; the view lives in ``tui.top``."""
-    try:
-        top_module = importlib.import_module("tui.top")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tui.top":
-            raise
-        _say("top: the telemetry view (tui/top.py) is not part of this build yet")
-        return 2
-    return int(top_module.top(args) or 0)
+    from tui.top import top as run_top
+
+    return int(run_top(args) or 0)
 
 
 def _close_session(store: Any, path: Path, created: bool) -> bool:
