@@ -58,13 +58,16 @@ def _machine() -> dict[str, Any]:
 def chat(args: argparse.Namespace) -> int:
     """``quantlab``: the split-screen chat on the configured endpoints (or the local pair)."""
     from tui.app import QuantlabApp
-    from tui.theme import load_app_themes
+    from tui.state import load_state, state_path
+    from tui.theme import UnknownTheme, choose_themes
 
+    state = load_state()
     try:
         config = load_config(getattr(args, "config", None))
+        themes = choose_themes(getattr(args, "theme", None), state.theme, config.theme)
         pair = _needs_local_pair(args, config)
         setup = None if pair else resolve_endpoints(args, config)
-    except ConfigError as exc:
+    except (ConfigError, UnknownTheme) as exc:
         _say(str(exc))
         return 2
     try:
@@ -80,7 +83,6 @@ def chat(args: argparse.Namespace) -> int:
             setup.close()
         return 2
     history = list(store.session.exchanges)
-    themes = load_app_themes(getattr(args, "theme", None) or config.theme)
 
     def connect(progress: Any) -> Any:
         return resolve_endpoints(args, config, progress=progress)
@@ -96,6 +98,8 @@ def chat(args: argparse.Namespace) -> int:
         themes=themes,
         freeze_gc=True,
         telemetry_hz=config.telemetry_hz,
+        layout=state.layout,
+        state_path=state_path(),
     )
     try:
         with _quit_on_signals(app):
@@ -117,10 +121,16 @@ def chat(args: argparse.Namespace) -> int:
 def _follow(path: Path, args: argparse.Namespace, config: Config, why: str) -> int:
     """Open the read-only live view of a session another process is writing."""
     from tui.follow import FollowApp
-    from tui.theme import load_app_themes
+    from tui.state import load_state
+    from tui.theme import UnknownTheme, choose_themes
 
+    try:
+        themes = choose_themes(getattr(args, "theme", None), load_state().theme, config.theme)
+    except UnknownTheme as exc:
+        _say(str(exc))
+        return 2
     _say(f"{why}\n{PROG}: following it live, read-only")
-    app = FollowApp(path, themes=load_app_themes(getattr(args, "theme", None) or config.theme))
+    app = FollowApp(path, themes=themes)
     with _quit_on_signals(app):
         app.run()
     return int(app.return_code or 0)

@@ -296,12 +296,14 @@ class ChatView(Vertical):
             pane.clear()
         self.notify("new conversation: the lanes start from a blank history")
 
-    def edit_params(self) -> None:
+    def edit_params(self) -> Any:
+        """Open the editor; returns the awaitable of its mounting (see QuantlabApp)."""
+
         def apply(params: SamplingParams | None) -> None:
             if params is not None:
                 self.set_params(params)
 
-        self.app.push_screen(ParamsDialog(self.params), apply)
+        return self.app.push_screen(ParamsDialog(self.params), apply)
 
     def set_params(self, params: SamplingParams) -> None:
         self.params = params

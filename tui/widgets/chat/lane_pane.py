@@ -154,7 +154,7 @@ class LanePane(Vertical):
             return
         self._stop_streaming()
         self.view.end_answer()
-        self.view.write_block("■ stopped", "note")
+        self.view.write_block("(stopped here)", "note")  # the header says ■ stopped
         self.set_status("stopped", "stopped by you before the answer ended")
         self.metrics.show_stopped()
 
@@ -191,3 +191,5 @@ class LanePane(Vertical):
         self._stop_streaming()
         self.view.clear()
         self.metrics.show_idle("new conversation")
+        if self.header.status == "stopped":  # that answer is gone from view: so is its mark
+            self.set_status("ready")

@@ -68,4 +68,11 @@ class ParamsBar(Widget):
         return params_text(self.params).plain
 
     def render(self) -> Text:
-        return Text.assemble(("⚙ ", "bold"), params_text(self.params), ("   F2 edit", "dim"))
+        """The parameters cut with an ellipsis; "F2 edit" only where it fits whole."""
+        text = Text.assemble(("⚙ ", "bold"), params_text(self.params))
+        hint = Text("   F2 edit", "dim")
+        if text.cell_len + hint.cell_len <= self.content_size.width:
+            text.append_text(hint)
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        return text

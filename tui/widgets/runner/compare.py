@@ -36,6 +36,8 @@ def lane_header(result: LaneResult, divergence: int | None, is_reference: bool) 
         parts.append(f"TTFT {t.ttft_ms:.0f} ms")
     if t.output_tokens is not None:
         parts.append(f"{t.output_tokens} tok")
+    if t.tokens_per_s is not None:
+        parts.append(f"{t.tokens_per_s:.1f} tok/s")
     if not is_reference:
         parts.append("identical" if divergence is None else f"diverges at char {divergence}")
     return " · ".join(parts)

@@ -153,7 +153,9 @@ class TelemetryPane(VerticalScroll):
         # Lines besides the GPUs: each section, its blank line after, host, notes (2).
         other = (len(procs) + 1 if procs else 0) + (len(servers) + 1 if servers else 0) + 4
         if snap.unavailable:
-            self._show("tele-gpus", Text(snap.unavailable, style="yellow"))
+            # The theme's warning text colour: plain yellow is unreadable on a light theme.
+            warn = self.app.theme_variables.get("text-warning", "yellow")
+            self._show("tele-gpus", Text(snap.unavailable, style=warn))
         else:
             rows = choose_graph_rows(region.height, len(snap.gpus), other)
             lines: list[Text] = []
