@@ -147,7 +147,7 @@ async def test_runner_pane_runs_annotates_and_judges_findings_into_the_session(
             findings.highlighted = idx
             await pilot.press("d")
             await pilot.pause()
-            assert "repetition" not in str(table.get_row(target)[7])
+            assert "repetition (dismissed)" in str(table.get_row(target)[7])  # in sight
             ex_id = view.exchange.id
     finally:
         store.close()

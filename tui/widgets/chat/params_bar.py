@@ -52,6 +52,8 @@ class ParamsBar(Widget):
         padding: 0 1;
         color: $foreground;
         background: $surface;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 

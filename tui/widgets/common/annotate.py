@@ -159,7 +159,9 @@ class AnnotationForm(ModalScreen[Annotation | None]):
 
     def on_mount(self) -> None:
         # At once, not on the next refresh: keys typed right after F3 must land here.
-        self.set_focus(self.query_one("#annotate-tags", SelectionList))
+        tags = self.query_one("#annotate-tags", SelectionList)
+        tags.highlighted = 0  # so a Space typed at once ticks the first tag
+        self.set_focus(tags)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         """Keep the focused field in view when the fields scroll (a 24-row terminal)."""

@@ -45,7 +45,11 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
         ("Ctrl+X", "cancel the run (finished rows are kept)", ("ctrl+x",)),
         ("Up Down", "choose a row: its details and lanes show below the table", ("up", "down")),
         ("a", "annotate the chosen row's exchange", ("a",)),
-        ("c d o", "confirm / dismiss / reopen the chosen finding", ("c", "d", "o")),
+        (
+            "c d o",
+            "in the findings list (Tab to it): confirm / dismiss / reopen a finding",
+            ("c", "d", "o"),
+        ),
     ],
     "Telemetry": [
         ("Up Down PgUp PgDn", "scroll when the GPUs do not fit", ("up", "down")),
@@ -117,6 +121,15 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.set_focus(self.query_one(VerticalScroll))
+
+    @property
+    def plain(self) -> str:
+        """The sections as plain text, in the order shown (tests read it)."""
+        lines = []
+        for name in self.order:
+            lines.append(name)
+            lines += [f"  {keys}  {what}" for keys, what, _ in KEY_SECTIONS[name]]
+        return "\n".join(lines)
 
     def action_close(self) -> None:
         self.dismiss(None)

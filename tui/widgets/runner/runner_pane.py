@@ -464,7 +464,16 @@ class RunnerPane(Vertical):
         where = "saved in the session" if self.store is not None else "not saved"
         self.notify(f"run {state}: {len(summary.exchanges)} exchanges ({where})")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Run when it can start and Cancel while a run goes (follow mode: neither)."""
+        if action == "start":
+            return not self.following and self.runner is None
+        if action == "cancel_run":
+            return self.runner is not None
+        return True
+
     def _buttons(self, *, running: bool) -> None:
+        self.refresh_bindings()
         if self.following:
             return
         self.query_one("#runner-start", Button).disabled = running
