@@ -160,19 +160,25 @@ async def test_tab_keys_switch_tabs_move_focus_and_show_in_the_footer() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         shown = footer_keys(app)
-        assert shown.get("alt+2") == "Runner" and shown.get("alt+3") == "Telemetry"
-        assert "alt+1" not in shown  # the tab already shown
+        assert shown.get("f5") == "Runner" and shown.get("f6") == "Telemetry"
+        assert "f4" not in shown  # the tab already shown
         assert "f1" in shown
-        await pilot.press("alt+2")
+        await pilot.press("f5")
         await pilot.pause()
         assert app.active_tab == "tab-runner"
         assert app.focused is not None and app.query_one(RunnerPane) in app.focused.ancestors
         shown = footer_keys(app)
-        assert shown.get("alt+1") == "Chat" and "f2" not in shown  # chat keys stay on Chat
+        assert shown.get("f4") == "Chat" and "f2" not in shown  # chat keys stay on Chat
         await pilot.press("3")  # no text box has focus: plain digits work too
         await pilot.pause()
         assert app.active_tab == "tab-telemetry"
-        await pilot.press("alt+1")
+        await pilot.press("ctrl+pageup")
+        await pilot.pause()
+        assert app.active_tab == "tab-runner"
+        await pilot.press("ctrl+pagedown")
+        await pilot.pause()
+        assert app.active_tab == "tab-telemetry"
+        await pilot.press("f4")
         await pilot.pause()
         assert app.active_tab == "tab-chat" and app.focused is app.query_one("#prompt")
         await pilot.press("2")  # typed into the prompt, not a tab switch
@@ -197,7 +203,7 @@ async def test_help_opens_with_f1_and_question_mark_and_lists_every_tab() -> Non
         for section in ("Everywhere", "Chat", "Runner", "Telemetry"):
             assert section in text
         await pilot.press("escape")
-        await pilot.press("alt+2")
+        await pilot.press("f5")
         await pilot.pause()
         await pilot.press("question_mark")  # no text box has focus on the Runner
         await pilot.pause()
@@ -214,7 +220,7 @@ async def test_q_types_in_the_prompt_and_quits_elsewhere() -> None:
         await pilot.pause()
         await pilot.press("q")
         assert app.query_one("#prompt", Input).value == "q" and app.is_running
-        await pilot.press("alt+3")
+        await pilot.press("f6")
         await pilot.pause()
         await pilot.press("q")
         await pilot.pause()
@@ -305,7 +311,7 @@ async def test_runner_at_80x24_has_few_wide_columns_and_details_below() -> None:
     app = QuantlabApp(endpoints=rs.endpoints(), themes=load_app_themes(None))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        await pilot.press("alt+2")
+        await pilot.press("f5")
         await pilot.pause()
         pane = app.query_one(RunnerPane)
         exchanges = rs.sanity_exchanges()[:4]

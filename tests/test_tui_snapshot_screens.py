@@ -40,7 +40,7 @@ def runner_app() -> QuantlabApp:
 async def reviewed_run(pilot: Pilot[Any]) -> None:
     app = pilot.app
     await pilot.pause()
-    await pilot.press("alt+2")
+    await pilot.press("f5")
     await pilot.pause()
     assert isinstance(app, QuantlabApp) and app.active_tab == "tab-runner"
     pane = app.query_one(RunnerPane)
@@ -59,7 +59,7 @@ def test_annotate_form_80x24_note_focused(snap_compare: Any) -> None:
 
 
 def test_help_screen_80x24(snap_compare: Any) -> None:
-    assert snap_compare(runner_app(), terminal_size=(80, 24), press=["alt+2", "f1"])
+    assert snap_compare(runner_app(), terminal_size=(80, 24), press=["f5", "f1"])
 
 
 def test_runner_reviewed_80x24(snap_compare: Any) -> None:

@@ -40,11 +40,13 @@ SHORT_ROWS = 40
 
 Connect = Callable[[Callable[[str, float | None], None]], Any]
 
-#: tab pane id -> (title, key number); Alt+N (or N where no text box has focus) opens it.
-TABS: dict[str, tuple[str, int]] = {
-    "tab-chat": ("Chat", 1),
-    "tab-runner": ("Runner", 2),
-    "tab-telemetry": ("Telemetry", 3),
+#: tab pane id -> (title, function key, number): the function key opens it anywhere, the
+#: number where no text box has focus. (Alt+digit is no use: terminals send Esc+digit,
+#: which Textual reads as other characters, e.g. "™".)
+TABS: dict[str, tuple[str, str, int]] = {
+    "tab-chat": ("Chat", "f4", 1),
+    "tab-runner": ("Runner", "f5", 2),
+    "tab-telemetry": ("Telemetry", "f6", 3),
 }
 #: Actions that only mean something on the chat tab (hidden from the footer elsewhere).
 CHAT_ACTIONS = ("new_conversation", "edit_params", "annotate", "toggle_layout")
@@ -85,19 +87,14 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         Binding("escape", "stop", "Stop", tooltip="Stop the answers streaming now"),
         Binding("ctrl+l", "toggle_layout", "Layout", show=False, tooltip="Side by side / stacked"),
         *(
-            Binding(
-                f"alt+{n}",
-                f"show_tab('{tab}')",
-                title,
-                key_display=f"M-{n}",
-                priority=True,
-                tooltip=f"The {title} tab",
-            )
-            for tab, (title, n) in TABS.items()
+            Binding(fkey, f"show_tab('{tab}')", title, priority=True, tooltip=f"The {title} tab")
+            for tab, (title, fkey, _n) in TABS.items()
         ),
+        Binding("ctrl+pagedown", "next_tab(1)", "Next tab", show=False, priority=True),
+        Binding("ctrl+pageup", "next_tab(-1)", "Previous tab", show=False, priority=True),
         *(
             Binding(str(n), f"show_tab('{tab}')", title, show=False)
-            for tab, (title, n) in TABS.items()
+            for tab, (title, _fkey, n) in TABS.items()
         ),
         Binding("q", "quit", "Quit", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -262,6 +259,7 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         await pane.mount(self._make_chat(endpoints))
         await self._add_lane_tabs(endpoints)
         self._apply_layout()
+        self.refresh_bindings()  # the new tabs' keys
 
     async def _add_lane_tabs(self, endpoints: Sequence[Endpoint]) -> None:
         """Add the lane tabs once the endpoints are known (after the local pair started)."""
@@ -332,8 +330,14 @@ class QuantlabApp(ScreenshotMixin, App[int]):
     async def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        first = TABS.get(self.active_tab, ("Chat", 1))[0]
+        first = TABS.get(self.active_tab, ("Chat", "f4", 1))[0]
         await self.push_screen(HelpScreen(first))
+
+    def action_next_tab(self, step: int) -> None:
+        present = [t for t in TABS if self.query(f"#{t}")]
+        if self.active_tab in present:
+            i = present.index(self.active_tab)
+            self.action_show_tab(present[(i + step) % len(present)])
 
     def action_show_tab(self, tab: str) -> None:
         """Show a tab and put the focus in it (the keys then act on what is shown)."""
@@ -403,10 +407,10 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             self.action_toggle_layout,
         )
         yield SystemCommand("Keys", "Every key, tab by tab (F1)", self.action_help)
-        for tab, (title, n) in TABS.items():
+        for tab, (title, fkey, _n) in TABS.items():
             if self.query(f"#{tab}"):
                 yield SystemCommand(
                     f"Go to the {title} tab",
-                    f"Alt+{n}",
+                    fkey.upper(),
                     lambda tab=tab: self.action_show_tab(tab),  # type: ignore[misc]
                 )

@@ -23,10 +23,11 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
     "Everywhere": [
         ("F1 or ?", "this help (? where no text box has focus)", ("f1", "question_mark")),
         (
-            "Alt+1 Alt+2 Alt+3",
+            "F4 F5 F6",
             "the Chat, Runner, Telemetry tab (1 2 3 where no text box has focus)",
-            ("alt+1", "alt+2", "alt+3", "1", "2", "3"),
+            ("f4", "f5", "f6", "1", "2", "3"),
         ),
+        ("Ctrl+PgDn Ctrl+PgUp", "next / previous tab", ("ctrl+pagedown", "ctrl+pageup")),
         ("Ctrl+P", "command palette: every action, themes, screenshot", ("ctrl+p",)),
         ("q", "quit, where no text box has focus", ("q",)),
         ("Ctrl+Q", "quit (servers quantlab started are stopped)", ("ctrl+q",)),
