@@ -346,7 +346,7 @@ class LaneClient:
             dgs = props.get("default_generation_settings") or {}
             ep.max_context = _int(dgs.get("n_ctx")) or _int(meta.get("n_ctx"))
             ep.max_context = ep.max_context or _int(meta.get("n_ctx_train"))
-            ep.server_version = _build(props.get("build_info")) or ep.server_version
+            ep.server_version = llama_build(props.get("build_info")) or ep.server_version
             ep.quantization = _str(meta.get("ftype")) or _str(props.get("model_ftype"))
             ep.slots = _int(props.get("total_slots"))
             ep.model_path = _str(props.get("model_path"))
@@ -617,7 +617,7 @@ def _str(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
 
 
-def _build(v: Any) -> str | None:
+def llama_build(v: Any) -> str | None:
     """llama.cpp's build, or None for the placeholder of a build without git facts
     ("b0-unknown", as xllamacpp's wheels report): no version beats a made-up one."""
     s = _str(v)

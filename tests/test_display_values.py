@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from quantlab.client import _build
+from quantlab.client import llama_build
 from quantlab.commands import run as run_command
 from quantlab.localpair import TextProgress
 
@@ -49,4 +49,4 @@ def test_terminal_progress_draws_no_bar_for_a_finished_stage() -> None:
     ],
 )
 def test_llama_cpp_placeholder_build_is_no_version(build: str | None, shown: str | None) -> None:
-    assert _build(build) == shown
+    assert llama_build(build) == shown

@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 import orjson
 
+from quantlab.client import llama_build
 from quantlab.localpair import serve
 from quantlab.localpair.models import ModelBuildError, PairFiles, Progress, ensure_models
 from quantlab.records import Endpoint, Role
@@ -391,7 +392,7 @@ class LocalPair:
             model=c.spec.model_id,
             role=c.spec.role,
             backend="llama.cpp",
-            server_version=str(version) if version else None,
+            server_version=llama_build(version),
             max_context=int(n_ctx) if isinstance(n_ctx, int) else None,
             quantization=c.spec.quantization,
             pid=c.proc.pid,

@@ -67,7 +67,7 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
 
 def help_table(section: str, entries: list[KeyEntry]) -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(width=18, no_wrap=True, style="bold")
+    table.add_column(width=20, no_wrap=True, style="bold")
     table.add_column(ratio=1)
     for keys, what, _ in entries:
         table.add_row(keys, what)
@@ -92,7 +92,7 @@ class HelpScreen(ModalScreen[None]):
         border-title-style: bold;
         padding: 0 1;
     }
-    HelpScreen VerticalScroll { height: 1fr; }
+    HelpScreen VerticalScroll { height: 1fr; max-height: 48; }
     HelpScreen .help-section { margin-bottom: 1; }
     HelpScreen #help-foot { color: $text-muted; }
     """
