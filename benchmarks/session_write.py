@@ -1,6 +1,6 @@
 """What it costs to save one exchange durably: a journal vs an atomic rewrite; one JSON object.
 
-DESIGN.md offered two crash-safe ways to keep a session file: (a) append each change to a
+The design offered two crash-safe ways to keep a session file: (a) append each change to a
 journal (one write + fdatasync) and fold it into an atomically replaced snapshot now and
 then, or (b) rewrite the whole file per change (temp file + fsync + rename + fsync of the
 folder). This script measures both on realistic exchanges: 2 lanes x 1,500 characters of

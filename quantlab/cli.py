@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
-    """Flags every command understands (DESIGN.md, command line contract).
+    """Flags every command understands, before or after the command name.
 
     On sub-commands the defaults are suppressed, so ``quantlab --endpoint a=URL ask …`` and
     ``quantlab ask --endpoint a=URL …`` mean the same: a sub-parser's default would
@@ -48,7 +48,11 @@ def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     p.add_argument(
         "--config", metavar="PATH", default=d, help="quantlab.toml (default: ./quantlab.toml)"
     )
-    p.add_argument("--theme", default=d, help="theme name (a file in themes/)")
+    p.add_argument(
+        "--theme",
+        default=d,
+        help="theme name: a built-in one or a file in ~/.config/quantlab/themes",
+    )
     limits = p.add_argument_group("server limits (default: [client] in quantlab.toml)")
     limits.add_argument(
         "--connect-timeout", type=float, metavar="S", default=d, help="seconds to connect (10)"

@@ -20,8 +20,9 @@ same way wherever it is read. Example (``themes/quantlab.toml`` is the default):
     [variables]                # any extra CSS variables, e.g. footer colours
     "footer-key-foreground" = "#6cb6ff"
 
-Where themes are found, later folders overriding earlier ones by name: the ``themes/``
-folder shipped beside the packages, then ``$XDG_CONFIG_HOME/quantlab/themes`` (default
+Where themes are found, later folders overriding earlier ones by name: the built-in ones
+(the repository's ``themes/`` folder, copied into the wheel as ``quantlab/builtin_themes/``
+by ``setup.py``), then ``$XDG_CONFIG_HOME/quantlab/themes`` (default
 ``~/.config/quantlab/themes``).
 """
 
@@ -80,8 +81,11 @@ class ThemeSpec:
 
 
 def builtin_theme_dir() -> Path:
-    """The ``themes/`` folder shipped with quantlab (beside the ``quantlab`` package)."""
-    return Path(__file__).resolve().parent.parent / "themes"
+    """The built-in themes: inside the installed package (a wheel), else the source
+    checkout's ``themes/`` beside the ``quantlab`` package (an editable install)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "builtin_themes"
+    return packaged if packaged.is_dir() else here.parent / "themes"
 
 
 def user_theme_dir() -> Path:

@@ -46,7 +46,9 @@ async def test_discover_fills_backend_model_and_context(
         assert (ep.status, ep.backend, ep.quantization) == ("ok", "llama.cpp", quant)
         assert ep.model == given.model
         assert ep.max_context is not None and ep.max_context >= 512
-        assert ep.server_version and ep.slots is not None and ep.slots >= 1
+        # xllamacpp's build reports "b0-unknown": no version is shown rather than that one.
+        assert ep.server_version is None or not ep.server_version.startswith("b0-")
+        assert ep.slots is not None and ep.slots >= 1
 
 
 async def test_temperature_zero_answers_are_the_same_on_two_runs(

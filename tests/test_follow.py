@@ -9,7 +9,7 @@ import pytest
 from quantlab.records import Exchange, LaneResult, SamplingParams
 from quantlab.session import SessionBusy, SessionStore
 from tui.follow import FollowApp
-from tui.widgets.runner import RunnerPane
+from tui.widgets.runner.runner_pane import RunnerPane
 
 
 def _exchange(text: str) -> Exchange:

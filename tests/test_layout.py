@@ -1,4 +1,4 @@
-"""The layout rules of DESIGN.md that can be checked mechanically."""
+"""The project's layout rules that can be checked mechanically (the core never imports textual…)."""
 
 from __future__ import annotations
 

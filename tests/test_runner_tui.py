@@ -19,9 +19,9 @@ from quantlab.records import Annotation, Endpoint
 from quantlab.runner import RunOptions
 from quantlab.session import SessionStore, load_session
 from quantlab.suites import find_suite
-from tui.widgets.annotate import AnnotationForm
-from tui.widgets.compare import CompareView, highlighted_text
-from tui.widgets.runner import RunnerPane
+from tui.widgets.common.annotate import AnnotationForm
+from tui.widgets.runner.compare import CompareView, highlighted_text
+from tui.widgets.runner.runner_pane import RunnerPane
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +147,7 @@ async def test_runner_pane_runs_annotates_and_judges_findings_into_the_session(
             findings.highlighted = idx
             await pilot.press("d")
             await pilot.pause()
-            assert "repetition" not in str(table.get_row(target)[7])
+            assert "repetition (dismissed)" in str(table.get_row(target)[7])  # in sight
             ex_id = view.exchange.id
     finally:
         store.close()

@@ -16,7 +16,7 @@ from quantlab.records import Endpoint
 from quantlab.session import SessionStore, load_session
 from quantlab.telemetry import nvml as nv
 from tui.top import TopApp
-from tui.widgets.telemetry import TelemetryPane
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,8 @@ from textual.widgets import Input
 from quantlab.records import Endpoint, SamplingParams
 from quantlab.session import SessionStore, load_session
 from tui.app import QuantlabApp
-from tui.widgets.chat_view import ChatView
-from tui.widgets.params_dialog import ParamsDialog
+from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.chat.params_dialog import ParamsDialog
 
 pytestmark = pytest.mark.slow
 
@@ -273,7 +273,7 @@ async def test_chat_flags_findings_and_f3_annotates_into_the_session(tmp_path: P
     this test is about what the chat shows, not about the model."""
     from standin import Reply, StandIn
 
-    from tui.widgets.annotate import AnnotationForm
+    from tui.widgets.common.annotate import AnnotationForm
 
     good = Reply(tokens=["The", " Pacific", " Ocean", "."])
     loop = Reply(

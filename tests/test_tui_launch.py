@@ -44,12 +44,6 @@ def test_a_file_that_is_not_a_session_is_refused_untouched(
     assert notes.read_text() == '{"hello": "world"}'
 
 
-@pytest.mark.skipif((ROOT / "tui" / "top.py").exists(), reason="tui.top exists now")
-def test_top_without_its_view_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["top"]) == 2
-    assert "telemetry view (tui/top.py) is not part of this build" in capsys.readouterr().err
-
-
 class Terminal:
     """A child process on a pseudo-terminal, its output drained on a thread."""
 

@@ -12,7 +12,7 @@ from textual.widgets import ProgressBar, Static
 from quantlab.config import EndpointSetup
 from quantlab.records import Endpoint
 from tui.app import QuantlabApp
-from tui.widgets.startup_panel import StartupPanel, same_stage
+from tui.widgets.common.startup_panel import StartupPanel, same_stage
 
 Progress = Callable[[str, float | None], None]
 

@@ -12,7 +12,7 @@ import random
 from rich.cells import cell_len
 from textual.app import App, ComposeResult
 
-from tui.widgets.stream_view import StreamView, clean, wrap
+from tui.widgets.chat.stream_view import StreamView, clean, wrap
 
 SAMPLES = [
     "The quick brown fox jumps over the lazy dog. " * 30,

@@ -1,12 +1,9 @@
-"""QuantlabApp: the Textual app — a top bar, tabs (the chat now), and the key footer.
+"""QuantlabApp: the Textual app — a top bar, three tabs (Chat, Runner, Telemetry), the key footer.
 
-Where later panes go: :meth:`QuantlabApp.compose_tabs` yields one ``TabPane`` per tab. The
-chat is the first; the runner (``tui.widgets.runner.RunnerPane``) and the telemetry pane
-(``tui.widgets.telemetry.TelemetryPane``) are meant to be added there as further tabs.
-With one tab only, the tab strip is hidden so the chat gets the whole screen.
-
-Endpoints either come ready (``endpoints=``), or from ``connect=``, a blocking callable
-(the local pair's build and start) run on a thread while a progress panel is shown.
+:meth:`QuantlabApp.compose_tabs` yields one ``TabPane`` per tab. Endpoints either come ready
+(``endpoints=``), or from ``connect=``, a blocking callable (the local pair's build and
+start) run on a thread while a progress panel fills the Chat tab; the Runner and Telemetry
+tabs are added once the endpoints are known.
 """
 
 from __future__ import annotations
@@ -17,20 +14,24 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from quantlab.records import Endpoint, Exchange, SamplingParams
+from tui.screenshot import ScreenshotMixin
+from tui.state import LAYOUTS, UiState, save_state
 from tui.theme import ThemeSet, apply_themes
-from tui.widgets.annotate import open_annotation_form
-from tui.widgets.app_bar import AppBar
-from tui.widgets.chat_view import ChatView
-from tui.widgets.runner import RunnerPane
-from tui.widgets.startup_panel import StartupPanel
-from tui.widgets.telemetry import TelemetryPane
+from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.common.annotate import open_annotation_form
+from tui.widgets.common.app_bar import AppBar
+from tui.widgets.common.help_screen import HelpScreen
+from tui.widgets.common.startup_panel import StartupPanel
+from tui.widgets.runner.runner_pane import RunnerPane
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 if TYPE_CHECKING:
     from quantlab.session import SessionStore
@@ -41,6 +42,17 @@ NARROW_COLUMNS = 100
 SHORT_ROWS = 40
 
 Connect = Callable[[Callable[[str, float | None], None]], Any]
+
+#: tab pane id -> (title, function key, number): the function key opens it anywhere, the
+#: number where no text box has focus. (Alt+digit is no use: terminals send Esc+digit,
+#: which Textual reads as other characters, e.g. "™".)
+TABS: dict[str, tuple[str, str, int]] = {
+    "tab-chat": ("Chat", "f4", 1),
+    "tab-runner": ("Runner", "f5", 2),
+    "tab-telemetry": ("Telemetry", "f6", 3),
+}
+#: Actions that only mean something on the chat tab (hidden from the footer elsewhere).
+CHAT_ACTIONS = ("new_conversation", "edit_params", "annotate", "toggle_layout")
 
 
 def _freeze_gc() -> None:
@@ -60,17 +72,34 @@ def describe_endpoints(endpoints: Sequence[Endpoint], source: str | None) -> str
     return names
 
 
-class QuantlabApp(App[int]):
+class QuantlabApp(ScreenshotMixin, App[int]):
     """The split-screen chat lab. See the module docstring for how panes are added."""
 
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses live elsewhere
     TITLE = "quantlab"
+    # F1/F2/F3 are priority bindings: the dialog opens (and takes the focus) before the
+    # next key is read, so keys typed or pasted right after them land in the dialog.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+n", "new_conversation", "New chat", tooltip="Clear every lane's history"),
-        Binding("f2", "edit_params", "Params", tooltip="Edit the sampling parameters"),
-        Binding("f3", "annotate", "Annotate", tooltip="Annotate the last exchange"),
+        Binding("f1", "help", "Help", priority=True, tooltip="Every key, tab by tab"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("ctrl+n", "new_conversation", "New", tooltip="New conversation: clear the lanes"),
+        Binding(
+            "f2", "edit_params", "Params", priority=True, tooltip="Edit the sampling parameters"
+        ),
+        Binding("f3", "annotate", "Annotate", priority=True, tooltip="Annotate the last exchange"),
         Binding("escape", "stop", "Stop", tooltip="Stop the answers streaming now"),
-        Binding("ctrl+l", "toggle_layout", "Layout", tooltip="Side by side / stacked lanes"),
+        Binding("ctrl+l", "toggle_layout", "Layout", show=False, tooltip="Side by side / stacked"),
+        *(
+            Binding(fkey, f"show_tab('{tab}')", title, priority=True, tooltip=f"The {title} tab")
+            for tab, (title, fkey, _n) in TABS.items()
+        ),
+        Binding("ctrl+pagedown", "next_tab(1)", "Next tab", show=False, priority=True),
+        Binding("ctrl+pageup", "next_tab(-1)", "Previous tab", show=False, priority=True),
+        *(
+            Binding(str(n), f"show_tab('{tab}')", title, show=False)
+            for tab, (title, _fkey, n) in TABS.items()
+        ),
+        Binding("q", "quit", "Quit", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -89,6 +118,8 @@ class QuantlabApp(App[int]):
         freeze_gc: bool = False,
         telemetry_hz: float = 4.0,
         limits: Any = None,
+        layout: str = "auto",
+        state_path: Path | None = None,
     ) -> None:
         super().__init__()
         if endpoints is None and connect is None:
@@ -104,9 +135,10 @@ class QuantlabApp(App[int]):
         self.limits = limits  # quantlab.limits.ClientLimits from config and flags, or None
         self.setup: Any = None  # what connect() returned (it owns started servers)
         self.fatal: str | None = None  # why the app could not start its lanes
-        self.layout_mode = "auto"  # "auto" | "side" | "stacked"
+        self.layout_mode = layout if layout in LAYOUTS else "auto"  # "auto" | "side" | "stacked"
         self.freeze_gc = freeze_gc
         self.telemetry_hz = telemetry_hz
+        self.state_path = state_path  # where theme and layout are remembered (None: nowhere)
         self._themes = apply_themes(self, themes)
 
     # ------------------------------------------------------------------ layout
@@ -115,10 +147,10 @@ class QuantlabApp(App[int]):
         yield AppBar(id="app-bar")
         with TabbedContent(id="tabs"):
             yield from self.compose_tabs()
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # Ctrl+P: see F1
 
     def compose_tabs(self) -> Iterable[TabPane]:
-        """One TabPane per tab: the chat first; further panes (runner, telemetry) go here."""
+        """One TabPane per tab: the chat first, then runner and telemetry once lanes exist."""
         yield TabPane("Chat", self._chat_or_startup(), id="tab-chat")
         if self.endpoints is not None:  # else added once the local pair is up
             yield from self._lane_tabs(self.endpoints)
@@ -167,6 +199,8 @@ class QuantlabApp(App[int]):
         for problem in self._themes.problems:
             self.notify(problem, title="theme", severity="warning", timeout=12)
         self._apply_layout()
+        if self.state_path is not None:
+            self.theme_changed_signal.subscribe(self, lambda _theme: self._remember())
 
     def _session_label(self) -> str:
         if not self.session_path:
@@ -176,19 +210,21 @@ class QuantlabApp(App[int]):
             return str(p.resolve().relative_to(Path.cwd()))
         return str(p)
 
-    def on_resize(self) -> None:
-        self._apply_layout()
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: this handler runs before Textual's own records the new one.
+        self._apply_layout(event.size)
 
-    def _apply_layout(self) -> None:
+    def _apply_layout(self, size: Size | None = None) -> None:
         """Side by side when wide enough (or asked), stacked otherwise."""
+        width, height = size or self.size
         if self.layout_mode == "auto":
-            stacked = self.size.width < NARROW_COLUMNS
+            stacked = width < NARROW_COLUMNS
         else:
             stacked = self.layout_mode == "stacked"
         for lanes in self.query("#lanes"):
             lanes.set_class(stacked, "-stacked")
-        self.set_class(self.size.height < SHORT_ROWS, "-short")
-        compact = stacked and self.size.height < SHORT_ROWS
+        self.set_class(height < SHORT_ROWS, "-short")
+        compact = stacked and height < SHORT_ROWS
         for header in self.query("LaneHeader"):
             header.set_class(compact, "-compact")
 
@@ -229,6 +265,7 @@ class QuantlabApp(App[int]):
         await pane.mount(self._make_chat(endpoints))
         await self._add_lane_tabs(endpoints)
         self._apply_layout()
+        self.refresh_bindings()  # the new tabs' keys
 
     async def _add_lane_tabs(self, endpoints: Sequence[Endpoint]) -> None:
         """Add the lane tabs once the endpoints are known (after the local pair started)."""
@@ -252,11 +289,22 @@ class QuantlabApp(App[int]):
 
     # ------------------------------------------------------------------ actions
 
+    @property
+    def active_tab(self) -> str:
+        found = self.query(TabbedContent)
+        return (found.first().active or "tab-chat") if found else "tab-chat"
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide keys that do nothing now (Stop only while streaming; chat keys need lanes)."""
+        """Hide keys that do nothing now (Stop only while streaming; chat keys need lanes
+        and the chat tab; a tab's key while another tab shows)."""
         chat = self.chat
+        if action == "show_tab":
+            tab = str(parameters[0]) if parameters else ""
+            return bool(self.query(f"#{tab}")) and tab != self.active_tab
         if action == "stop":
             return bool(chat and chat.busy)
+        if action in CHAT_ACTIONS and self.active_tab != "tab-chat":
+            return False
         if action in ("new_conversation", "edit_params"):
             return chat is not None
         if action == "annotate":
@@ -267,15 +315,15 @@ class QuantlabApp(App[int]):
         if self.chat:
             self.chat.new_conversation()
 
-    def action_edit_params(self) -> None:
+    async def action_edit_params(self) -> None:
         if self.chat:
-            self.chat.edit_params()
+            await self.chat.edit_params()  # mounted (and focused) before the next key
 
     def action_stop(self) -> None:
         if self.chat and self.chat.stop():
             self.notify("stopped: lanes that had finished are saved")
 
-    def action_annotate(self) -> None:
+    async def action_annotate(self) -> None:
         """Annotate the chat's last exchange (the runner pane has its own key for rows)."""
         chat = self.chat
         if chat is None or not chat.exchanges:
@@ -283,32 +331,67 @@ class QuantlabApp(App[int]):
             return
         ex = chat.exchanges[-1]
         save = self.store.add_annotation if self.store is not None else None
-        open_annotation_form(self, ex.id, list(ex.results), save, prompt=ex.prompt)
+        await open_annotation_form(self, ex.id, list(ex.results), save, prompt=ex.prompt)
+
+    async def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        first = TABS.get(self.active_tab, ("Chat", "f4", 1))[0]
+        await self.push_screen(HelpScreen(first))
+
+    def action_next_tab(self, step: int) -> None:
+        present = [t for t in TABS if self.query(f"#{t}")]
+        if self.active_tab in present:
+            i = present.index(self.active_tab)
+            self.action_show_tab(present[(i + step) % len(present)])
+
+    def action_show_tab(self, tab: str) -> None:
+        """Show a tab and put the focus in it (the keys then act on what is shown)."""
+        tabs = self.query_one(TabbedContent)
+        if not self.query(f"#{tab}"):
+            return
+        tabs.active = tab
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self._focus_tab(event.pane.id)
+        self.refresh_bindings()
+
+    def _focus_tab(self, tab: str) -> None:
+        pane = self.query_one(f"#{tab}", TabPane)
+        focused = self.focused
+        if focused is not None and pane in focused.ancestors:
+            return
+        target = {
+            "tab-chat": "#prompt",
+            "tab-runner": "#runner-table" if self._runner_has_rows() else "#runner-suites",
+            "tab-telemetry": "#telemetry",
+        }.get(tab)
+        found = pane.query(target) if target else None
+        if found:
+            self.screen.set_focus(found.first())
+
+    def _runner_has_rows(self) -> bool:
+        found = self.query("#runner-table")
+        return bool(found and getattr(found.first(), "row_count", 0))
 
     def action_toggle_layout(self) -> None:
         order = ["auto", "side", "stacked"]
         self.layout_mode = order[(order.index(self.layout_mode) + 1) % len(order)]
         self._apply_layout()
         self.notify(f"layout: {self.layout_mode}", timeout=2)
+        self._remember()
 
-    def deliver_screenshot(
-        self,
-        filename: str | None = None,
-        path: str | None = None,
-        time_format: str | None = None,
-    ) -> str | None:
-        """Save an SVG of the screen into the current folder and say where it went.
-
-        Textual's default delivery saves to the Downloads folder, which a server (the
-        usual place quantlab runs) often lacks: the palette's Screenshot then just fails.
-        """
+    def _remember(self) -> None:
+        """Keep the theme and layout for the next run (a failure is said, never raised)."""
+        if self.state_path is None:
+            return
         try:
-            saved = self.save_screenshot(filename, path or ".", time_format)
+            save_state(UiState(theme=self.theme, layout=self.layout_mode), self.state_path)
         except OSError as exc:
-            self.notify(f"could not save the screenshot: {exc}", severity="error")
-            return None
-        self.notify(f"saved {Path(saved).resolve()}", title="Screenshot")
-        return saved
+            self.notify(f"could not remember the theme and layout: {exc}", severity="warning")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -329,3 +412,11 @@ class QuantlabApp(App[int]):
             "Auto / side by side / stacked (ctrl+l)",
             self.action_toggle_layout,
         )
+        yield SystemCommand("Keys", "Every key, tab by tab (F1)", self.action_help)
+        for tab, (title, fkey, _n) in TABS.items():
+            if self.query(f"#{tab}"):
+                yield SystemCommand(
+                    f"Go to the {title} tab",
+                    fkey.upper(),
+                    lambda tab=tab: self.action_show_tab(tab),  # type: ignore[misc]
+                )

@@ -13,12 +13,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer
 
+from tui.screenshot import ScreenshotMixin
 from tui.theme import ThemeSet, apply_themes
-from tui.widgets.app_bar import AppBar
-from tui.widgets.runner import RunnerPane
+from tui.widgets.common.app_bar import AppBar
+from tui.widgets.runner.runner_pane import RunnerPane
 
 
-class FollowApp(App[int]):
+class FollowApp(ScreenshotMixin, App[int]):
     """One pane: the live table of a session being written elsewhere."""
 
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,14 +57,17 @@ def _machine() -> dict[str, Any]:
 def chat(args: argparse.Namespace) -> int:
     """``quantlab``: the split-screen chat on the configured endpoints (or the local pair)."""
     from tui.app import QuantlabApp
-    from tui.theme import load_app_themes
+    from tui.state import load_state, state_path
+    from tui.theme import UnknownTheme, choose_themes
 
+    state = load_state()
     try:
         config = load_config(getattr(args, "config", None))
         limits = client_limits(args, config)
+        themes = choose_themes(getattr(args, "theme", None), state.theme, config.theme)
         pair = endpoint_source(args, config) == "local pair"
         setup = None if pair else resolve_endpoints(args, config)
-    except ConfigError as exc:
+    except (ConfigError, UnknownTheme) as exc:
         _say(str(exc))
         return 2
     try:
@@ -81,7 +83,6 @@ def chat(args: argparse.Namespace) -> int:
             setup.close()
         return 2
     history = list(store.session.exchanges)
-    themes = load_app_themes(getattr(args, "theme", None) or config.theme)
 
     def connect(progress: Any) -> Any:
         return resolve_endpoints(args, config, progress=progress)
@@ -98,6 +99,8 @@ def chat(args: argparse.Namespace) -> int:
         freeze_gc=True,
         telemetry_hz=config.telemetry_hz,
         limits=limits,
+        layout=state.layout,
+        state_path=state_path(),
     )
     signalled: StopSignals | None = None
     try:
@@ -121,10 +124,16 @@ def chat(args: argparse.Namespace) -> int:
 def _follow(path: Path, args: argparse.Namespace, config: Config, why: str) -> int:
     """Open the read-only live view of a session another process is writing."""
     from tui.follow import FollowApp
-    from tui.theme import load_app_themes
+    from tui.state import load_state
+    from tui.theme import UnknownTheme, choose_themes
 
+    try:
+        themes = choose_themes(getattr(args, "theme", None), load_state().theme, config.theme)
+    except UnknownTheme as exc:
+        _say(str(exc))
+        return 2
     _say(f"{why}\n{PROG}: following it live, read-only")
-    app = FollowApp(path, themes=load_app_themes(getattr(args, "theme", None) or config.theme))
+    app = FollowApp(path, themes=themes)
     with _quit_on_signals(app) as signalled:
         app.run()
     return signalled.exit_status or int(app.return_code or 0)
@@ -141,14 +150,9 @@ def demo(args: argparse.Namespace) -> int:
 
 def top(args: argparse.Namespace) -> int:
     """``quantlab top``: telemetry only; the view lives in ``tui.top``."""
-    try:
-        top_module = importlib.import_module("tui.top")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tui.top":
-            raise
-        _say("top: the telemetry view (tui/top.py) is not part of this build yet")
-        return 2
-    return int(top_module.top(args) or 0)
+    from tui.top import top as run_top
+
+    return int(run_top(args) or 0)
 
 
 def _close_session(store: SessionStore, path: Path, created: bool) -> bool:

@@ -95,3 +95,30 @@ def apply_themes(app: App[object], themes: ThemeSet | None) -> ThemeSet:
         app.register_theme(theme)
     app.theme = themes.selected
     return themes
+
+
+class UnknownTheme(ValueError):
+    """``--theme NAME`` names no usable theme; the message lists the ones there are."""
+
+
+def choose_themes(flag: str | None, remembered: str | None, configured: str | None) -> ThemeSet:
+    """The themes, starting with ``--theme`` (which must exist: :class:`UnknownTheme`
+    otherwise), else the one chosen in the app last time (quietly skipped when its file is
+    gone), else the config file's ``[ui] theme``, else the default."""
+    if flag:
+        themes = load_app_themes(flag)
+        if themes.selected != flag:
+            ours = sorted(t.name for t in themes.themes)
+            textual = sorted(set(BUILTIN_THEMES) - set(ours))
+            why = [p for p in themes.problems if not p.startswith("no theme named")]
+            detail = f" ({why[0]})" if why else ""
+            raise UnknownTheme(
+                f"--theme {flag!r}: no such theme{detail}. quantlab's: {', '.join(ours)}; "
+                f"Textual's: {', '.join(textual)}"
+            )
+        return themes
+    if remembered:
+        themes = load_app_themes(remembered)
+        if themes.selected == remembered:
+            return themes
+    return load_app_themes(configured)

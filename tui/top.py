@@ -15,12 +15,14 @@ from textual.widgets import Footer
 
 from quantlab.config import ConfigError, load_config, resolve_endpoints
 from quantlab.records import Endpoint
-from tui.theme import ThemeSet, apply_themes, load_app_themes
-from tui.widgets.app_bar import AppBar
-from tui.widgets.telemetry import TelemetryPane
+from tui.screenshot import ScreenshotMixin
+from tui.state import load_state
+from tui.theme import ThemeSet, UnknownTheme, apply_themes, choose_themes
+from tui.widgets.common.app_bar import AppBar
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 
-class TopApp(App[int]):
+class TopApp(ScreenshotMixin, App[int]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "quantlab top"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q,q", "quit", "Quit", priority=True)]
@@ -47,7 +49,8 @@ def top(args: argparse.Namespace) -> int:
     """Telemetry only. ``--endpoint``/``--config``/``--demo`` add the servers' stats."""
     try:
         config = load_config(getattr(args, "config", None))
-    except ConfigError as exc:
+        themes = choose_themes(getattr(args, "theme", None), load_state().theme, config.theme)
+    except (ConfigError, UnknownTheme) as exc:
         print(f"quantlab: {exc}", file=sys.stderr)
         return 2
     want = bool(getattr(args, "endpoint", None)) or bool(getattr(args, "demo", False))
@@ -57,7 +60,6 @@ def top(args: argparse.Namespace) -> int:
             setup = resolve_endpoints(args, config)
         endpoints = list(setup.endpoints) if setup is not None else []
         hz = float(getattr(config, "telemetry_hz", None) or 4.0)
-        themes = load_app_themes(getattr(args, "theme", None) or config.theme)
         app = TopApp(endpoints, hz=hz, themes=themes)
         app.run()
         return int(app.return_code or 0)

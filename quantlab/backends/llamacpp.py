@@ -26,6 +26,13 @@ from quantlab.backends.base import (
 from quantlab.records import Endpoint
 
 
+def llama_build(v: Any) -> str | None:
+    """llama.cpp's build, or None for the placeholder of a build without git facts
+    ("b0-unknown", as xllamacpp's wheels report): no version beats a made-up one."""
+    s = text_or_none(v)
+    return None if s is None or s.startswith("b0-") or s.lower() == "unknown" else s
+
+
 def facts_from_props(props: Any) -> dict[str, Any]:
     """The endpoint facts ``/props`` holds (used by discovery and by the local pair)."""
     props = props if isinstance(props, dict) else {}
@@ -33,7 +40,7 @@ def facts_from_props(props: Any) -> dict[str, Any]:
     dgs = dgs if isinstance(dgs, dict) else {}
     return {
         "max_context": positive_int(dgs.get("n_ctx")),
-        "server_version": text_or_none(props.get("build_info")),
+        "server_version": llama_build(props.get("build_info")),
         "quantization": text_or_none(props.get("model_ftype")),
         "slots": positive_int(props.get("total_slots")),
         "model_path": text_or_none(props.get("model_path")),

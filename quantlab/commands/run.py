@@ -18,7 +18,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from quantlab.config import ConfigError, client_limits, load_config, resolve_endpoints
 from quantlab.progress_line import ProgressLine, format_seconds
@@ -89,9 +89,9 @@ class _Display:
         self.bar.update(p.done, p.total, p.eta_s)
 
 
-def _progress(*args: Any, **kwargs: Any) -> None:
-    text = " ".join(str(a) for a in args)
-    print(f"quantlab run: {text}", file=sys.stderr, flush=True)
+def _progress(message: str, fraction: float | None = None) -> None:
+    """The local pair's start-up, one line per report (the fraction is for bars only)."""
+    print(f"quantlab run: {message}", file=sys.stderr, flush=True)
 
 
 async def _run(runner: Runner) -> RunSummary:

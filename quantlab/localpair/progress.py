@@ -30,7 +30,7 @@ class TextProgress:
             return
         tenth = -1 if fraction is None else int(fraction * 10)
         if message != self._message or tenth > self._tenth:
-            pct = "" if fraction is None else f" {fraction:.0%}"
+            pct = "" if _no_measure(message != self._message, fraction) else f" {fraction:.0%}"
             self.stream.write(f"{self.prefix}{message}{pct}\n")
             self.stream.flush()
         if message != self._message:
@@ -45,7 +45,8 @@ class TextProgress:
         if changed and self._open_line:
             self.stream.write("\n")  # keep the finished stage on its own line
         bar = ""
-        if fraction is not None:
+        if not _no_measure(changed, fraction):
+            assert fraction is not None
             filled = int(max(0.0, min(1.0, fraction)) * 24)
             bar = f" [{'#' * filled}{'.' * (24 - filled)}] {fraction:4.0%}"
         self.stream.write(f"\r\x1b[2K{self.prefix}{message}{bar}")
@@ -64,3 +65,9 @@ class TextProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _no_measure(new_stage: bool, fraction: float | None) -> bool:
+    """No figure to show: none given, or a stage announced as already complete ("models
+    ready", 1.0), where a trailing "100%" says nothing."""
+    return fraction is None or (new_stage and fraction >= 1.0)

@@ -37,6 +37,8 @@ def lane_header(result: LaneResult, divergence: int | None, is_reference: bool) 
         parts.append(f"TTFT {t.ttft_ms:.0f} ms")
     if t.output_tokens is not None:
         parts.append(f"{t.output_tokens} tok")
+    if t.tokens_per_s is not None:
+        parts.append(f"{t.tokens_per_s:.1f} tok/s")
     if not is_reference:
         parts.append("identical" if divergence is None else f"diverges at char {divergence}")
     return " · ".join(parts)
@@ -133,6 +135,7 @@ class CompareView(Vertical):
         self.exchange: Exchange | None = None
         self.reference: str | None = None
         self._findings: list[Finding] = []
+        self._lane_widgets: list[tuple[Static, Static]] = []  # (head, text) per lane
 
     def compose(self) -> ComposeResult:
         yield Static("select a row to compare its lanes", id="compare-title")
@@ -159,6 +162,7 @@ class CompareView(Vertical):
         if exchange is None:
             title.update("select a row to compare its lanes")
             lanes_box.remove_children()
+            self._lane_widgets = []
             self._set_findings([])
             self.query_one("#compare-notes", Static).update("")
             return
@@ -175,20 +179,27 @@ class CompareView(Vertical):
                 error = safe_text(str(result.error))
                 body = body + Content.styled(f"\n\nERROR {error}", "$text-error")
             columns.append((name, lane_header(result, div, is_ref), body))
-        existing = list(lanes_box.query(".compare-lane"))
-        if same and len(existing) == len(columns):
-            for col, (_name, head, body) in zip(existing, columns, strict=True):
-                col.query_one(".compare-lane-head", Static).update(Content(head))
-                col.query_one(".compare-lane-text", Static).update(body)
+        # The lane widgets are kept by reference: right after a rebuild they are not
+        # mounted yet, and a second show() (the next row of the same exchange) must
+        # update them rather than query for them.
+        if same and len(self._lane_widgets) == len(columns):
+            for (head_w, body_w), (_name, head, body) in zip(
+                self._lane_widgets, columns, strict=True
+            ):
+                head_w.update(Content(head))
+                body_w.update(body)
         else:
             lanes_box.remove_children()
-            lanes_box.mount_all(
-                VerticalScroll(
+            self._lane_widgets = [
+                (
                     Static(Content(head), classes="compare-lane-head"),
                     Static(body, classes="compare-lane-text"),
-                    classes="compare-lane",
                 )
                 for _name, head, body in columns
+            ]
+            lanes_box.mount_all(
+                VerticalScroll(head_w, body_w, classes="compare-lane")
+                for head_w, body_w in self._lane_widgets
             )
         findings = [f for r in exchange.results.values() for f in r.findings]
         if lane is not None:
@@ -203,6 +214,8 @@ class CompareView(Vertical):
         highlighted = ol.highlighted
         ol.clear_options()
         if findings:
+            # Content, not markup: "[confirmed]" would be read as a style tag and vanish.
+            ol.add_options(Option(Content(finding_line(f))) for f in findings)
             ol.add_options(Option(Content(safe_line(finding_line(f)))) for f in findings)
             if highlighted is not None:
                 ol.highlighted = min(highlighted, len(findings) - 1)

@@ -135,4 +135,4 @@ class MetricsLine(Widget):
         )
 
     def show_stopped(self) -> None:
-        self._set(Text.assemble(("■ ", "bold"), "stopped before the answer ended"), "-error")
+        self._set(Text("stopped by you before the answer ended"), "-error")

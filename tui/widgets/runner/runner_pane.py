@@ -11,8 +11,8 @@ Two modes:
 
 Both show one table row per exchange and lane (case, lane, status, TTFT, tokens, tok/s,
 detector flags), progress with an ETA, and under it the highlighted row's lanes side by side
-(:class:`tui.widgets.compare.CompareView`). ``a`` annotates the highlighted row's exchange
-(:class:`tui.widgets.annotate.AnnotationForm`); findings are confirmed/dismissed in the
+(:class:`tui.widgets.runner.compare.CompareView`). ``a`` annotates the highlighted row's exchange
+(:class:`tui.widgets.common.annotate.AnnotationForm`); findings are confirmed/dismissed in the
 compare view (``c``/``d``). Annotations and verdicts are saved to the session at once: in
 follow mode that is possible once the other process has closed the session.
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -41,12 +41,12 @@ from textual.widgets import (
 
 from quantlab.lanes import LaneRow, lane_row, reference_lane
 from quantlab.progress_line import eta_seconds, format_seconds
-from quantlab.records import Annotation, Endpoint, Exchange
+from quantlab.records import Annotation, Endpoint, Exchange, LaneResult
 from quantlab.run_summary import summarize
 from quantlab.runner import Row, RunEvent, Runner, RunOptions
 from quantlab.suites import Suite, SuiteError, catalog
-from tui.widgets.annotate import open_annotation_form
-from tui.widgets.compare import CompareView
+from tui.widgets.common.annotate import open_annotation_form
+from tui.widgets.runner.compare import CompareView
 
 if TYPE_CHECKING:
     from quantlab.session import SessionStore
@@ -61,6 +61,10 @@ COLUMNS = (
     ("tps", "tok/s"),
     ("flags", "flags"),
 )
+#: Below WIDE_COLUMNS the table keeps these few, wider columns; the numbers of the chosen
+#: row are in the compare view under the table.
+NARROW = ("case", "lane", "status", "flags")
+WIDE_COLUMNS = 120
 POLL_SECONDS = 0.5
 
 
@@ -68,13 +72,34 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:.0f}"
 
 
-def flags_text(flags: Sequence[str], warnings: Sequence[str], error: str | None) -> str:
+def flags_text(
+    flags: Sequence[str],
+    warnings: Sequence[str],
+    error: str | None,
+    verdicts: dict[str, str] | None = None,
+) -> str:
+    """``repetition (confirmed), loop (dismissed) (+1 warn)``: failing detectors with the
+    person's verdict on each (``verdicts``: detector -> confirmed | dismissed)."""
     if error:
         return f"error: {error[:60]}"
-    text = ", ".join(flags)
+    verdicts = verdicts or {}
+    shown = [f + (f" ({verdicts[f]})" if f in verdicts else "") for f in flags]
+    shown += [
+        f"{d} (dismissed)" for d, v in verdicts.items() if v == "dismissed" and d not in flags
+    ]
+    text = ", ".join(shown)
     if warnings:
         text += (" " if text else "") + f"(+{len(warnings)} warn)"
     return text
+
+
+def verdicts_of(result: LaneResult) -> dict[str, str]:
+    """The person's verdicts on a lane's failing findings (open ones are left out)."""
+    return {
+        f.detector: f.status
+        for f in result.findings
+        if f.severity == "fail" and f.status in ("confirmed", "dismissed")
+    }
 
 
 class RunnerPane(Vertical):
@@ -85,8 +110,10 @@ class RunnerPane(Vertical):
     RunnerPane {
         height: 1fr;
     }
+    /* Compact controls (one row per field): at 80x24 the table and the compare view
+       get the room. */
     RunnerPane #runner-controls {
-        height: 9;
+        height: 5;
         padding: 0 1;
     }
     RunnerPane #runner-controls SelectionList {
@@ -95,21 +122,21 @@ class RunnerPane(Vertical):
         margin-right: 1;
     }
     RunnerPane #runner-options {
-        width: 30;
+        width: 24;
         height: 100%;
     }
     RunnerPane #runner-options Horizontal {
-        height: 3;
+        height: 1;
+        margin-bottom: 1;
     }
     RunnerPane #runner-options Label {
         width: 13;
-        padding: 1 0 0 0;
     }
     RunnerPane #runner-options Input {
         width: 1fr;
     }
     RunnerPane #runner-buttons {
-        width: 14;
+        width: 12;
         height: 100%;
     }
     RunnerPane #runner-buttons Button {
@@ -126,7 +153,7 @@ class RunnerPane(Vertical):
         padding: 0 1;
     }
     RunnerPane #runner-progress {
-        width: 40;
+        width: 30;
     }
     RunnerPane #runner-status {
         width: 1fr;
@@ -134,7 +161,7 @@ class RunnerPane(Vertical):
     }
     RunnerPane #runner-summary {
         height: auto;
-        max-height: 8;
+        max-height: 4;
         padding: 0 1;
         color: $text-muted;
     }
@@ -148,8 +175,8 @@ class RunnerPane(Vertical):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+r", "start", "Run suites"),
-        Binding("ctrl+x", "cancel_run", "Cancel run"),
+        Binding("ctrl+r", "start", "Run"),
+        Binding("ctrl+x", "cancel_run", "Cancel"),
         Binding("a", "annotate", "Annotate"),
     ]
 
@@ -175,6 +202,9 @@ class RunnerPane(Vertical):
         self.annotations: list[Annotation] = []
         self.reference: str | None = reference_lane(self.endpoints)
         self._rows: dict[str, tuple[str, str]] = {}  # table key -> (exchange id or row key, lane)
+        self._texts: dict[str, list[str]] = {}  # table key -> every column's text (COLUMNS)
+        self._columns: list[tuple[str, str]] = list(COLUMNS)  # the ones shown now
+        self._wide: bool | None = None
         self._row_exchange: dict[str, str] = {}  # runner row key -> exchange id
         self._follower: Any = None
         self._own_store = False  # a store this pane opened itself (follow mode), closed on unmount
@@ -203,10 +233,11 @@ class RunnerPane(Vertical):
             with Horizontal(id="runner-controls"):
                 yield SelectionList[str](
                     *(
-                        (f"{s.name} · {s.kind} · {s.case_count}", s.name, s.name == "sanity")
+                        (f"{s.name} ({s.case_count})", s.name, s.name == "sanity")
                         for s in self._suites
                     ),
                     id="runner-suites",
+                    compact=True,
                 )
                 yield SelectionList[str](
                     *(
@@ -214,18 +245,21 @@ class RunnerPane(Vertical):
                         for e in self.endpoints
                     ),
                     id="runner-lanes",
+                    compact=True,
                 )
                 with Vertical(id="runner-options"):
                     with Horizontal():
                         yield Label("concurrency")
-                        yield Input("1", id="runner-concurrency", type="integer")
+                        yield Input("1", id="runner-concurrency", type="integer", compact=True)
                     with Horizontal():
                         yield Label("repetitions")
-                        yield Input("1", id="runner-repeat", type="integer")
-                    yield Checkbox("quick (small versions)", id="runner-quick")
+                        yield Input("1", id="runner-repeat", type="integer", compact=True)
+                    yield Checkbox("quick versions", id="runner-quick", compact=True)
                 with Vertical(id="runner-buttons"):
-                    yield Button("Run", variant="primary", id="runner-start")
-                    yield Button("Cancel", variant="error", id="runner-cancel", disabled=True)
+                    yield Button("Run", variant="primary", id="runner-start", compact=True)
+                    yield Button(
+                        "Cancel", variant="error", id="runner-cancel", disabled=True, compact=True
+                    )
         with Horizontal(id="runner-progress-line"):
             yield ProgressBar(total=None, show_eta=False, id="runner-progress")
             yield Static("", id="runner-status")
@@ -235,9 +269,7 @@ class RunnerPane(Vertical):
         yield CompareView(id="runner-compare")
 
     def on_mount(self) -> None:
-        table = self.query_one("#runner-table", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key, width=36 if key == "flags" else None)
+        self._set_columns(self.app.size.width >= WIDE_COLUMNS)
         self.query_one("#runner-progress", ProgressBar).update(total=1, progress=0)
         if self.following:
             from quantlab.session import SessionFollower
@@ -259,6 +291,30 @@ class RunnerPane(Vertical):
 
     # ------------------------------------------------------------------ table
 
+    def on_resize(self, event: events.Resize) -> None:
+        wide = event.size.width >= WIDE_COLUMNS
+        if wide != self._wide:
+            self._set_columns(wide)
+
+    def _set_columns(self, wide: bool) -> None:
+        """All columns when wide; else the few of NARROW (rows are kept, the cursor too)."""
+        self._wide = wide
+        table = self.query_one("#runner-table", DataTable)
+        cursor = table.cursor_row if table.row_count else 0
+        table.clear(columns=True)
+        self._columns = [(k, label) for k, label in COLUMNS if wide or k in NARROW]
+        for key, label in self._columns:
+            width = None if key != "flags" else (36 if wide else None)
+            table.add_column(label, key=key, width=width)
+        for key, cells in self._texts.items():
+            table.add_row(*self._shown(cells), key=key)
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    def _shown(self, cells: list[str]) -> list[str]:
+        by_key = dict(zip((k for k, _ in COLUMNS), cells, strict=True))
+        return [by_key[k] for k, _ in self._columns]
+
     def _set_status(self, text: str) -> None:
         self._last_message = text
         self.query_one("#runner-status", Static).update(text)
@@ -275,7 +331,9 @@ class RunnerPane(Vertical):
             text += f"  {note}"
         self.query_one("#runner-status", Static).update(text)
 
-    def _cells(self, case: str, lane: str, at: int, lr: LaneRow) -> list[str]:
+    def _cells(
+        self, case: str, lane: str, at: int, lr: LaneRow, verdicts: dict[str, str] | None = None
+    ) -> list[str]:
         return [
             case,
             lane,
@@ -284,17 +342,27 @@ class RunnerPane(Vertical):
             _ms(lr.ttft_ms),
             "–" if lr.tokens is None else str(lr.tokens),
             "–" if lr.tokens_per_s is None else f"{lr.tokens_per_s:.1f}",
-            flags_text(lr.flags, lr.warnings, lr.error),
+            flags_text(lr.flags, lr.warnings, lr.error, verdicts),
         ]
 
     def _put_row(self, key: str, cells: list[str], ref: tuple[str, str]) -> None:
         table = self.query_one("#runner-table", DataTable)
         if key in self._rows:
-            for (col, _label), value in zip(COLUMNS, cells, strict=True):
-                table.update_cell(key, col, value, update_width=True)
+            for col, value in zip((k for k, _ in COLUMNS), cells, strict=True):
+                self._set_cell(key, col, value)
         else:
-            table.add_row(*cells, key=key)
+            self._texts[key] = list(cells)
+            table.add_row(*self._shown(cells), key=key)
         self._rows[key] = ref
+
+    def _set_cell(self, key: str, col: str, value: str) -> None:
+        """One cell, kept for a change of columns and shown when its column is."""
+        cells = self._texts.get(key)
+        if cells is not None:
+            cells[[k for k, _ in COLUMNS].index(col)] = value
+        if any(k == col for k, _ in self._columns):
+            table = self.query_one("#runner-table", DataTable)
+            table.update_cell(key, col, value, update_width=True)
 
     # ------------------------------------------------------------------ run mode
 
@@ -342,6 +410,7 @@ class RunnerPane(Vertical):
     def _clear(self) -> None:
         self.query_one("#runner-table", DataTable).clear()
         self._rows.clear()
+        self._texts.clear()
         self._row_exchange.clear()
         self.query_one("#runner-summary", Static).update("")
         self.query_one(CompareView).show(None)
@@ -377,7 +446,16 @@ class RunnerPane(Vertical):
         where = "saved in the session" if self.store is not None else "not saved"
         self.notify(f"run {state}: {len(summary.exchanges)} exchanges ({where})")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Run when it can start and Cancel while a run goes (follow mode: neither)."""
+        if action == "start":
+            return not self.following and self.runner is None
+        if action == "cancel_run":
+            return self.runner is not None
+        return True
+
     def _buttons(self, *, running: bool) -> None:
+        self.refresh_bindings()
         if self.following:
             return
         self.query_one("#runner-start", Button).disabled = running
@@ -420,9 +498,7 @@ class RunnerPane(Vertical):
                         "queued",
                         "running",
                     ):
-                        self.query_one("#runner-table", DataTable).update_cell(
-                            key, "status", row.status
-                        )
+                        self._set_cell(key, "status", row.status)
             if ev.exchange is not None:
                 self._refresh_compare_if(ev.exchange.id)
         elif ev.kind == "message":
@@ -447,6 +523,7 @@ class RunnerPane(Vertical):
         if update.reset:
             self.query_one("#runner-table", DataTable).clear()
             self._rows.clear()
+            self._texts.clear()
             self.exchanges.clear()
             self.annotations = list(session.annotations)
         else:
@@ -477,7 +554,7 @@ class RunnerPane(Vertical):
             case += f" #{rep + 1}"
         at = int(ex.meta.get("concurrency") or 1)
         for lane, result in ex.results.items():
-            cells = self._cells(case, lane, at, lane_row(result))
+            cells = self._cells(case, lane, at, lane_row(result), verdicts_of(result))
             self._put_row(f"{ex.id}|{lane}", cells, (ex.id, lane))
 
     def _follow_progress(self) -> None:
@@ -605,12 +682,12 @@ class RunnerPane(Vertical):
             for f in ex.results[event.lane].findings:
                 if f.detector == event.detector:
                     f.status = event.status  # type: ignore[assignment]
-            lr = lane_row(ex.results[event.lane])
+            result = ex.results[event.lane]
+            lr = lane_row(result)
+            flags = flags_text(lr.flags, lr.warnings, lr.error, verdicts_of(result))
             for key, (first, lane) in self._rows.items():
                 same = first == ex.id or self._row_exchange.get(first) == ex.id
                 if same and lane == event.lane:
-                    self.query_one("#runner-table", DataTable).update_cell(
-                        key, "flags", flags_text(lr.flags, lr.warnings, lr.error)
-                    )
+                    self._set_cell(key, "flags", flags)
             self._refresh_compare_if(ex.id)
         self.notify(f"{event.lane} {event.detector}: {event.status}")

@@ -87,7 +87,13 @@ def field_values(p: SamplingParams) -> dict[str, str]:
 class ParamsDialog(ModalScreen[SamplingParams | None]):
     """Edit the sampling parameters; dismisses with the new ones, or None when cancelled."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        # Priority: focus moves before the next key is read, so fast typing (or keys
+        # sent in one burst over SSH) lands in the field the person tabbed to.
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+    ]
     DEFAULT_CSS = """
     ParamsDialog {
         align: center middle;
@@ -147,6 +153,10 @@ class ParamsDialog(ModalScreen[SamplingParams | None]):
             with Horizontal():
                 yield Button("Cancel", id="params-cancel")
                 yield Button("Apply", variant="primary", id="params-apply")
+
+    def on_mount(self) -> None:
+        # At once, not on the next refresh: keys typed right after F2 must land here.
+        self.set_focus(self.query_one("#param-temperature", Input))
 
     def _values(self) -> dict[str, str]:
         return {key: self.query_one(f"#param-{key}", Input).value for key in FIELDS}

@@ -2,7 +2,7 @@
 
 Every request sends all of them explicitly (servers would otherwise fill unset ones from
 the model's own defaults), so the person should see them all the time, not only in the
-editor (:class:`tui.widgets.params_dialog.ParamsDialog`, F2).
+editor (:class:`tui.widgets.chat.params_dialog.ParamsDialog`, F2).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class ParamsBar(Widget):
         padding: 0 1;
         color: $foreground;
         background: $surface;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 
@@ -68,4 +70,11 @@ class ParamsBar(Widget):
         return params_text(self.params).plain
 
     def render(self) -> Text:
-        return Text.assemble(("⚙ ", "bold"), params_text(self.params), ("   F2 edit", "dim"))
+        """The parameters cut with an ellipsis; "F2 edit" only where it fits whole."""
+        text = Text.assemble(("⚙ ", "bold"), params_text(self.params))
+        hint = Text("   F2 edit", "dim")
+        if text.cell_len + hint.cell_len <= self.content_size.width:
+            text.append_text(hint)
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        return text

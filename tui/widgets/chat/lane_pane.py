@@ -16,9 +16,9 @@ from textual.timer import Timer
 
 from quantlab.records import Endpoint, Exchange, Finding, LaneResult
 from quantlab.textsafe import safe_line
-from tui.widgets.lane_header import LaneHeader
-from tui.widgets.metrics_line import MetricsLine
-from tui.widgets.stream_view import FlushClock, StreamView
+from tui.widgets.chat.lane_header import LaneHeader
+from tui.widgets.chat.metrics_line import MetricsLine
+from tui.widgets.chat.stream_view import FlushClock, StreamView
 
 #: Live metrics refresh rate while streaming (numbers faster than this are unreadable).
 METRICS_HZ = 8.0
@@ -157,7 +157,7 @@ class LanePane(Vertical):
             return
         self._stop_streaming()
         self.view.end_answer()
-        self.view.write_block("■ stopped", "note")
+        self.view.write_block("(stopped here)", "note")  # the header says ■ stopped
         self.set_status("stopped", "stopped by you before the answer ended")
         self.metrics.show_stopped()
 
@@ -194,3 +194,5 @@ class LanePane(Vertical):
         self._stop_streaming()
         self.view.clear()
         self.metrics.show_idle("new conversation")
+        if self.header.status == "stopped":  # that answer is gone from view: so is its mark
+            self.set_status("ready")

@@ -34,7 +34,7 @@ from quantlab.telemetry.processes import ProcessMapper, gpu_lanes
 from quantlab.telemetry.sampler import HISTORY, GpuSampler, GpuSnapshot, TelemetrySnapshot
 from quantlab.telemetry.server_stats import ServerStats, ServerStatsScraper
 from quantlab.telemetry.trace import TraceRecorder, trace_point
-from tui.widgets.telemetry_draw import (
+from tui.widgets.telemetry.telemetry_draw import (
     common_name,
     gpu_block,
     gpu_line,
@@ -233,9 +233,11 @@ class TelemetryPane(VerticalScroll):
         if compact:
             procs = procs[-1:]
         lines: list[Text] = []
+        # The theme's warning text colour: plain yellow is unreadable on a light theme.
+        warn = self.app.theme_variables.get("text-warning", "yellow")
         if snap.unavailable:
-            lines.append(Text(snap.unavailable, style="yellow"))
-        lines += [Text(p, style="yellow", no_wrap=True, overflow="ellipsis") for p in problems]
+            lines.append(Text(snap.unavailable, style=warn))
+        lines += [Text(p, style=warn, no_wrap=True, overflow="ellipsis") for p in problems]
         if gpus and rows == 0:
             name = common_name(gpus)
             if name:

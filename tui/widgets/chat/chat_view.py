@@ -27,11 +27,11 @@ from quantlab.lanes import reference_lane
 from quantlab.limits import ClientLimits
 from quantlab.pipeline import send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
-from tui.widgets.lane_pane import LanePane
-from tui.widgets.params_bar import ParamsBar
-from tui.widgets.params_dialog import ParamsDialog
-from tui.widgets.prompt_box import PromptBox
-from tui.widgets.stream_view import FlushClock
+from tui.widgets.chat.lane_pane import LanePane
+from tui.widgets.chat.params_bar import ParamsBar
+from tui.widgets.chat.params_dialog import ParamsDialog
+from tui.widgets.chat.prompt_box import PromptBox
+from tui.widgets.chat.stream_view import FlushClock
 
 if TYPE_CHECKING:
     from quantlab.session import SessionStore
@@ -294,12 +294,14 @@ class ChatView(Vertical):
             pane.clear()
         self.notify("new conversation: the lanes start from a blank history")
 
-    def edit_params(self) -> None:
+    def edit_params(self) -> Any:
+        """Open the editor; returns the awaitable of its mounting (see QuantlabApp)."""
+
         def apply(params: SamplingParams | None) -> None:
             if params is not None:
                 self.set_params(params)
 
-        self.app.push_screen(ParamsDialog(self.params), apply)
+        return self.app.push_screen(ParamsDialog(self.params), apply)
 
     def set_params(self, params: SamplingParams) -> None:
         self.params = params

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -34,44 +34,58 @@ class AnnotationForm(ModalScreen[Annotation | None]):
         align: center middle;
     }
     AnnotationForm > #annotate-box {
-        width: 76;
-        max-width: 95%;
+        width: 80;
+        max-width: 100%;
         height: auto;
-        max-height: 95%;
-        border: thick $primary 60%;
+        max-height: 100%;
+        border: round $primary;
+        border-title-style: bold;
         background: $surface;
-        padding: 1 2;
-    }
-    AnnotationForm #annotate-title {
-        text-style: bold;
+        padding: 0 1;
     }
     AnnotationForm #annotate-prompt {
         color: $text-muted;
-        margin-bottom: 1;
+        height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    /* The fields scroll when the terminal is short (24 rows); the buttons stay in view. */
+    AnnotationForm #annotate-fields {
+        height: 1fr;
+        max-height: 18;
+    }
+    AnnotationForm .annotate-row {
+        height: auto;
     }
     AnnotationForm .annotate-label {
-        margin-top: 1;
+        width: 10;
+        padding: 1 1 0 0;
         text-style: bold;
     }
     AnnotationForm RadioSet {
         layout: horizontal;
-        width: 100%;
+        width: 1fr;
         height: auto;
     }
     AnnotationForm #annotate-tags {
+        width: 1fr;
         height: 8;
     }
-    AnnotationForm VerticalScroll {
-        height: auto;
+    AnnotationForm #annotate-note {
+        width: 1fr;
     }
     AnnotationForm #annotate-error {
         color: $error;
         height: auto;
     }
     AnnotationForm #annotate-buttons {
-        height: auto;
-        margin-top: 1;
+        height: 3;
         align-horizontal: right;
+    }
+    AnnotationForm #annotate-buttons Static {
+        width: 1fr;
+        padding: 1 0 0 0;
+        color: $text-muted;
     }
     AnnotationForm #annotate-buttons Button {
         margin-left: 1;
@@ -81,6 +95,9 @@ class AnnotationForm(ModalScreen[Annotation | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save", priority=True),
+        # Priority: focus moves before the next key is read (see ParamsDialog).
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
     ]
 
     def __init__(
@@ -106,36 +123,55 @@ class AnnotationForm(ModalScreen[Annotation | None]):
         self.note = note
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="annotate-box"):
-            yield Label(f"Annotate exchange {self.exchange_id}", id="annotate-title")
+        with Vertical(id="annotate-box") as box:
+            box.border_title = f"Annotate exchange {self.exchange_id}"
             shown = self.prompt.replace("\n", " ")
             shown = safe_line(shown[:150] + ("…" if len(shown) > 150 else ""))
             yield Static(Content(shown), id="annotate-prompt")  # a prompt is never markup
-            with VerticalScroll():
-                yield Label("Lane", classes="annotate-label")
-                with RadioSet(id="annotate-lane"):
-                    for name in self.lanes:
-                        yield RadioButton(name, value=name == self.lane, name=name)
-                    yield RadioButton("all lanes", value=self.lane == ALL_LANES, name=ALL_LANES)
-                yield Label("Failure tags", classes="annotate-label")
-                yield SelectionList[str](
-                    *((t, t, t in self.preset_tags) for t in FAILURE_TAGS), id="annotate-tags"
-                )
-                yield Label("Severity (1 minor · 2 clear · 3 severe)", classes="annotate-label")
-                with RadioSet(id="annotate-severity"):
-                    for s in (1, 2, 3):
-                        yield RadioButton(
-                            str(s), value=s == self.severity, name=str(s), id=f"annotate-sev-{s}"
-                        )
-                yield Label("Note", classes="annotate-label")
-                yield Input(self.note, placeholder="what you saw (optional)", id="annotate-note")
+            with VerticalScroll(id="annotate-fields"):
+                with Horizontal(classes="annotate-row"):
+                    yield Label("Lane", classes="annotate-label")
+                    with RadioSet(id="annotate-lane"):
+                        for name in self.lanes:
+                            yield RadioButton(name, value=name == self.lane, name=name)
+                        yield RadioButton("all lanes", value=self.lane == ALL_LANES, name=ALL_LANES)
+                with Horizontal(classes="annotate-row"):
+                    yield Label("Tags", classes="annotate-label")
+                    yield SelectionList[str](
+                        *((t, t, t in self.preset_tags) for t in FAILURE_TAGS), id="annotate-tags"
+                    )
+                with Horizontal(classes="annotate-row"):
+                    yield Label("Severity", classes="annotate-label")
+                    with RadioSet(id="annotate-severity"):
+                        for s, what in ((1, "minor"), (2, "clear"), (3, "severe")):
+                            yield RadioButton(
+                                f"{s} {what}",
+                                value=s == self.severity,
+                                name=str(s),
+                                id=f"annotate-sev-{s}",
+                            )
+                with Horizontal(classes="annotate-row"):
+                    yield Label("Note", classes="annotate-label")
+                    yield Input(
+                        self.note, placeholder="what you saw (optional)", id="annotate-note"
+                    )
             yield Static("", id="annotate-error")
             with Horizontal(id="annotate-buttons"):
+                yield Static("ctrl+s saves · Esc cancels")
                 yield Button("Cancel", id="annotate-cancel")
                 yield Button("Save", variant="primary", id="annotate-save")
 
     def on_mount(self) -> None:
-        self.query_one("#annotate-tags", SelectionList).focus()
+        # At once, not on the next refresh: keys typed right after F3 must land here.
+        tags = self.query_one("#annotate-tags", SelectionList)
+        tags.highlighted = 0  # so a Space typed at once ticks the first tag
+        self.set_focus(tags)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Keep the focused field in view when the fields scroll (a 24-row terminal)."""
+        fields = self.query_one("#annotate-fields", VerticalScroll)
+        if fields in event.widget.ancestors:
+            fields.scroll_to_widget(event.widget, animate=False)
 
     # ------------------------------------------------------------------ reading the form
 
@@ -201,10 +237,11 @@ def open_annotation_form(
     lane: str | None = None,
     prompt: str = "",
     on_saved: Callable[[Annotation], None] | None = None,
-) -> None:
-    """Open the form; when it returns an annotation, ``save`` it at once (e.g.
-    ``store.add_annotation``), tell the person, then call ``on_saved``. A failing save is
-    shown, never raised (and ``on_saved`` is not called)."""
+) -> Any:
+    """Open the form (returns the awaitable of its mounting); when it returns an
+    annotation, ``save`` it at once (e.g. ``store.add_annotation``), tell the person, then
+    call ``on_saved``. A failing save is shown, never raised (and ``on_saved`` is not
+    called)."""
 
     def done(annotation: Annotation | None) -> None:
         if annotation is None:
@@ -222,4 +259,4 @@ def open_annotation_form(
         if on_saved is not None:
             on_saved(annotation)
 
-    app.push_screen(AnnotationForm(exchange_id, lanes, lane=lane, prompt=prompt), done)
+    return app.push_screen(AnnotationForm(exchange_id, lanes, lane=lane, prompt=prompt), done)

@@ -1,0 +1,1 @@
+"""The chat tab: one LanePane per server, the prompt box and the sampling parameters."""

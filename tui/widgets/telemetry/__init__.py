@@ -1,0 +1,1 @@
+"""The telemetry tab: GPU, process and server metrics drawn from quantlab.telemetry."""
