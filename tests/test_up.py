@@ -107,15 +107,13 @@ def test_a_server_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
     sup = Supervisor(launches)
     first: list[psutil.Process] = []
     with pytest.raises(ServerStartError, match="CUDA out of memory") as err:
-        sup.start_sequential(30, say=lambda m: first.extend(_children_now()), poll_s=0.1)
+        sup.start_sequential(
+            30, say=lambda m: first.extend(psutil.Process(s.pid) for s in sup.servers), poll_s=0.1
+        )
     assert "'awq' exited with status 1" in str(err.value)
     assert sup.servers == []
     _, alive = psutil.wait_procs(first, timeout=5)
     assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "the healthy one too"
-
-
-def _children_now() -> list[psutil.Process]:
-    return psutil.Process().children()
 
 
 def _up(*flags: str) -> list[str]:
