@@ -39,9 +39,18 @@ CANDIDATE = ["The", " capital", " of", " France", " is", " Paris", ",", " Paris"
 @pytest.fixture(scope="module")
 def lanes() -> Iterator[list[str]]:
     with (
-        StandIn(Reply(tokens=REFERENCE), model="Qwen/Qwen2.5-1.5B-Instruct", port=PORTS[0]) as a,
+        # version pinned: the saved pictures show "vllm 0.11.0" in the lane headers
         StandIn(
-            Reply(tokens=CANDIDATE), model="Qwen/Qwen2.5-1.5B-Instruct-AWQ", port=PORTS[1]
+            Reply(tokens=REFERENCE),
+            model="Qwen/Qwen2.5-1.5B-Instruct",
+            port=PORTS[0],
+            version="0.11.0",
+        ) as a,
+        StandIn(
+            Reply(tokens=CANDIDATE),
+            model="Qwen/Qwen2.5-1.5B-Instruct-AWQ",
+            port=PORTS[1],
+            version="0.11.0",
         ) as b,
     ):
         yield [a.url, b.url]

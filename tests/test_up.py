@@ -6,7 +6,6 @@ tests/data/fake_vllm.py, which speaks the one thing `up` relies on: /health."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import signal
@@ -108,23 +107,13 @@ def test_a_server_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
     sup = Supervisor(launches)
     first: list[psutil.Process] = []
     with pytest.raises(ServerStartError, match="CUDA out of memory") as err:
-        sup.start_sequential(30, say=lambda m: first.extend(_children_now()), poll_s=0.1)
+        sup.start_sequential(
+            30, say=lambda m: first.extend(psutil.Process(s.pid) for s in sup.servers), poll_s=0.1
+        )
     assert "'awq' exited with status 1" in str(err.value)
     assert sup.servers == []
     _, alive = psutil.wait_procs(first, timeout=5)
     assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == [], "the healthy one too"
-
-
-def _children_now() -> list[psutil.Process]:
-    """This test's fake servers only: other tests' servers (the session-wide local pair)
-    are children of this process too, and alive by design."""
-    script = FAKE[1]
-    out = []
-    for p in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if script in p.cmdline():
-                out.append(p)
-    return out
 
 
 def _up(*flags: str) -> list[str]:
