@@ -146,6 +146,13 @@ async def test_eight_gpus_in_200x60_keep_graphs_two_columns(
                 await pilot.pause(0.05)
         text = await _settled(pilot, pane, 200)
         fits = pane.max_scroll_y == 0
+        rig.gpus[5].lost = True  # a GPU that held a worker falls off the bus
+        seen = pane.sampler.samples
+        while pane.sampler.samples < seen + 2:
+            await pilot.pause(0.05)
+        pane.refresh_view()
+        after = pane.plain(200)
+    assert "GPU 5 NVIDIA H100 80GB HBM3  GPU lost (fell off the bus)  was held by tp2" in after
     lines = text.splitlines()
     header = next(ln for ln in lines if ln.startswith("GPU 0 "))
     assert "▸ tp4" in header and "GPU 1 NVIDIA H100 80GB HBM3  ▸ tp4" in header  # side by side
