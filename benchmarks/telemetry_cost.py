@@ -4,7 +4,8 @@ path (all metrics + processes), the UI's snapshot of it, and the sampler thread'
 and on the real NVML where there is one, with nvitop's ``Device(0).as_snapshot()`` and
 gpustat's ``new_query()`` for comparison where installed.
 
-Prints one JSON object: ``fake_1``, ``fake_8``, ``real`` (or a note why not), ``goals`` and
+Prints one JSON object: ``fake_1``, ``fake_8``, ``real`` (or a note why not), ``dcgm_page``
+(parsing an 8-GPU dcgm-exporter page, the remote GPUs' once-a-second cost), ``goals`` and
 ``meets_goals`` (judged on the fake runs, and on the real one where there is one).
 Goals: <= 0.1 ms per GPU per sweep, <= 0.5 ms for the whole 8-GPU sweep, sampler thread
 < 1 % of one core at 4 Hz. The fake's getters are Python functions (about 2 µs each here),
@@ -32,9 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from dcgm_exporter_page import ExporterGpu, ExporterPage  # noqa: E402
 from fake_nvml import FakeGpu, FakeNvml  # noqa: E402
 
 from quantlab.telemetry import nvml as nv  # noqa: E402
+from quantlab.telemetry.dcgm import parse_dcgm  # noqa: E402
 from quantlab.telemetry.sampler import GpuSampler  # noqa: E402
 
 GOAL_PER_GPU_US = 100.0
@@ -156,12 +159,29 @@ def _meets(run: dict[str, Any]) -> bool:
     return bool(ok)
 
 
+def dcgm_parse(gpus: int = 8) -> dict[str, Any]:
+    """Parsing a dcgm-exporter page of ``gpus`` GPUs (default counters), once a second and
+    off the event loop: its cost and the page's size."""
+    text = ExporterPage(gpus=[ExporterGpu() for _ in range(gpus)]).text()
+    times = []
+    for _ in range(200):
+        c0 = time.thread_time_ns()
+        parse_dcgm(text)
+        times.append((time.thread_time_ns() - c0) / 1000)
+    return {
+        "gpus": gpus,
+        "page_bytes": len(text),
+        "parse_cpu_median_us": round(statistics.median(times), 1),
+    }
+
+
 def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
     runs = {"fake_1": fake_run(1, seconds), "fake_8": fake_run(8, seconds)}
     runs["real"] = real_run(seconds)
     result = {
         **runs,
+        "dcgm_page": dcgm_parse(8),
         "goals": {
             "per_gpu_us": GOAL_PER_GPU_US,
             "sweep_8_gpus_us": GOAL_SWEEP_8_US,

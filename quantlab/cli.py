@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("tui.launch:top", "telemetry and server stats only, no chat"),
     "up": ("quantlab.commands.up", "launch and supervise vLLM servers (reference + candidates)"),
     "suites": ("quantlab.commands.suites", "list built-in and user suites"),
+    "web": ("quantlab.commands.web", "serve the TUI to a browser (127.0.0.1 unless --host)"),
 }
 
 

@@ -27,7 +27,8 @@ def test_common_flags_before_or_after_the_command(argv: list[str]) -> None:
 
 
 def test_every_contract_command_exists() -> None:
-    assert set(COMMANDS) == {"demo", "ask", "run", "report", "detect", "top", "up", "suites"}
+    contract = {"demo", "ask", "run", "report", "detect", "top", "up", "suites", "web"}
+    assert set(COMMANDS) == contract
     args = build_parser().parse_args([])
     assert args.command is None and args.endpoint == [] and args.demo is False
 

@@ -6,6 +6,7 @@ the pane showing them beside the local GPUs, labelled by host."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ async def test_scraper_reads_each_gpu_and_says_why_per_metric() -> None:
     page = ExporterPage(without={"DCGM_FI_DEV_POWER_USAGE"})
     page.gpus[2].sm_mhz = 1410
     with serve_exporter(page) as (url, _):
-        scraper = DcgmScraper([Endpoint("awq", "http://gpu-node-7:8000", dcgm_url=url)])
+        scraper = DcgmScraper([Endpoint("awq", "http://gpu-node-7:8000", dcgm_url=url)], timeout=20)
         try:
             await scraper.poll()
             page.gpus[0].util = 40
@@ -68,7 +69,7 @@ async def test_dcgm_blank_values_are_a_reason_not_a_reading() -> None:
     assert text.count("9223372036854775794") == 2  # and MEMORY_TEMP, as the card has none
     with serve_exporter(page) as (url, httpd):
         httpd.page.text = lambda: text  # type: ignore[attr-defined,method-assign]
-        scraper = DcgmScraper([Endpoint("awq", "http://h:1", dcgm_url=url)])
+        scraper = DcgmScraper([Endpoint("awq", "http://h:1", dcgm_url=url)], timeout=20)
         try:
             await scraper.poll()
             ((g, _),) = scraper.gpus()
@@ -85,7 +86,7 @@ async def test_an_unreachable_exporter_keeps_its_gpus_listed_with_the_reason() -
             Endpoint("awq", "http://a:1", dcgm_url=url),
             Endpoint("gptq", "http://b:1", dcgm_url=gone),
         ]
-        scraper = DcgmScraper(eps)
+        scraper = DcgmScraper(eps, timeout=20)
         try:
             await scraper.poll()
             first_problems = scraper.problems()
@@ -108,7 +109,7 @@ async def test_a_page_that_is_not_an_exporter_says_so() -> None:
     page = ExporterPage()
     with serve_exporter(page) as (url, httpd):
         httpd.page.text = lambda: vllm_metrics_page("v0.10")  # type: ignore[attr-defined,method-assign]
-        scraper = DcgmScraper([Endpoint("awq", "http://a:1", dcgm_url=url)])
+        scraper = DcgmScraper([Endpoint("awq", "http://a:1", dcgm_url=url)], timeout=20)
         try:
             await scraper.poll()
         finally:
@@ -133,6 +134,19 @@ def test_dcgm_url_in_quantlab_toml(tmp_path: Path) -> None:
         load_config(cfg)
 
 
+async def _once_scraped(pilot: object, pane: TelemetryPane, width: int) -> str:
+    """The pane's text once the exporter has answered and both exporters have a reason (a
+    loaded machine may make one scrape time out: the next one, a second later, counts)."""
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        await pilot.pause(0.5)  # type: ignore[attr-defined]
+        text = pane.plain(width)
+        if "gpu-node-7" in text and "connection refused" in text:
+            break
+    return text
+
+
 async def test_remote_gpus_beside_local_ones_labelled_by_host() -> None:
     nv.set_nvml(FakeNvml([FakeGpu(), FakeGpu()]))
     page = ExporterPage(without={"DCGM_FI_DEV_POWER_USAGE"})
@@ -146,14 +160,11 @@ async def test_remote_gpus_beside_local_ones_labelled_by_host() -> None:
             ]
             app = TopApp(eps, hz=10)
             async with app.run_test(size=(160, 50)) as pilot:
-                pane = app.query_one(TelemetryPane)
-                await pilot.pause(1.5)
-                wide = pane.plain(160)
+                wide = await _once_scraped(pilot, app.query_one(TelemetryPane), 160)
             app = TopApp(eps, hz=10)
             async with app.run_test(size=(80, 24)) as pilot:
                 pane = app.query_one(TelemetryPane)
-                await pilot.pause(1.5)
-                narrow = pane.plain(pane.scrollable_content_region.width)
+                narrow = await _once_scraped(pilot, pane, pane.scrollable_content_region.width)
                 app.save_screenshot(filename="remote_80x24.svg", path="/tmp/scale_shots")
     finally:
         nv.set_nvml(None)
@@ -165,3 +176,20 @@ async def test_remote_gpus_beside_local_ones_labelled_by_host() -> None:
     rows = [ln for ln in narrow.splitlines() if ln.startswith("gpu-node-7:")]
     assert len(rows) == 4 and all("~awq" in r and "60.0/79 GiB" in r for r in rows)
     assert sum(ln.startswith(("local:0 ", "local:1 ")) for ln in narrow.splitlines()) == 2
+
+
+def test_the_line_parser_agrees_with_prometheus_client() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from quantlab.telemetry.dcgm import samples, wanted_lines
+
+    page = ExporterPage(gpus=[ExporterGpu(util=i * 9) for i in range(8)]).text()
+    page += 'DCGM_FI_DEV_GPU_UTIL{gpu="9",UUID="GPU-x",modelName="A \\"quoted\\" \\\\ name"} 5\n'
+    ours = list(samples(page))
+    theirs = [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(wanted_lines(page))
+        for s in family.samples
+    ]
+    assert len(ours) == 8 * 7 + 1 and ours == theirs
+    assert ours[-1][1]["modelName"] == 'A "quoted" \\ name'

@@ -10,22 +10,23 @@ exporter's counters list has them ``DCGM_FI_DEV_POWER_MGMT_LIMIT`` (W) and the p
 the page, or that DCGM reports as its "blank" value (e.g. memory temperature on a card
 without the sensor: 9223372036854775794), gets its own reason; an exporter that cannot be
 reached keeps its GPUs listed with the reason. Scraped about once a second; the page (a
-few KB per GPU) is filtered to the wanted sample lines and parsed off the event loop with
-prometheus_client's parser, as for the servers' /metrics.
+few KB per GPU) is filtered to the wanted sample lines and parsed off the event loop by a
+line regex (the exporter's format is regular; prometheus_client's general parser costs
+~5x more: 6.6 against 1.3 ms for 8 GPUs) that the tests hold to agree with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from quantlab.records import Endpoint
 from quantlab.telemetry.sampler import METRICS, GpuSnapshot
@@ -72,36 +73,61 @@ def wanted_lines(text: str) -> str:
     return "\n".join(ln for ln in text.splitlines() if ln.startswith(_LINE_PREFIXES)) + "\n"
 
 
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
+    return re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group(0)], value)
+
+
+def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of the wanted sample lines. The exporter writes Go's Prometheus
+    text format, one sample a line, so a line regex reads it at a fraction of the cost of
+    prometheus_client's general parser (1.3 against 6.6 ms for an 8-GPU page, under the GIL the UI
+    also needs); the test suite checks the two agree. Lines that do not parse are skipped."""
+    for line in wanted_lines(text).splitlines():
+        m = _SAMPLE.match(line)
+        if m is None:
+            continue
+        name, labels, raw = m.groups()
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        yield name, {k: _unescape(v) for k, v in _LABEL.findall(labels or "")}, value
+
+
 def parse_dcgm(text: str) -> list[DcgmReading]:
     """The GPUs on an exporter page, in the page's order. When several series carry one GPU
     (Kubernetes pod labels), the first one's value stands."""
     gpus: dict[str, DcgmReading] = {}
-    for family in text_string_to_metric_families(wanted_lines(text)):
-        for s in family.samples:
-            labels = s.labels
-            key = labels.get("UUID") or labels.get("uuid") or labels.get("gpu")
-            if key is None:
-                continue
-            g = gpus.get(key)
-            if g is None:
-                try:
-                    index = int(labels.get("gpu", len(gpus)))
-                except ValueError:
-                    index = len(gpus)
-                g = gpus[key] = DcgmReading(
-                    key=key,
-                    index=index,
-                    uuid=labels.get("UUID") or labels.get("uuid"),
-                    model=labels.get("modelName") or None,
-                    hostname=labels.get("Hostname") or None,
-                )
-            if s.name in g.values or s.name in g.blank:
-                continue
-            value = float(s.value)
-            if value >= DCGM_BLANK:
-                g.blank.add(s.name)
-            else:
-                g.values[s.name] = value
+    for name, labels, value in samples(text):
+        key = labels.get("UUID") or labels.get("uuid") or labels.get("gpu")
+        if key is None:
+            continue
+        g = gpus.get(key)
+        if g is None:
+            try:
+                index = int(labels.get("gpu", len(gpus)))
+            except ValueError:
+                index = len(gpus)
+            g = gpus[key] = DcgmReading(
+                key=key,
+                index=index,
+                uuid=labels.get("UUID") or labels.get("uuid"),
+                model=labels.get("modelName") or None,
+                hostname=labels.get("Hostname") or None,
+            )
+        if name in g.values or name in g.blank:
+            continue
+        if value >= DCGM_BLANK:
+            g.blank.add(name)
+        else:
+            g.values[name] = value
     return list(gpus.values())
 
 

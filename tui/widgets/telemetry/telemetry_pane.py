@@ -2,13 +2,15 @@
 
 The NVML sampler runs on its own thread (quantlab.telemetry.sampler); this pane only reads
 its snapshot on a timer (4 Hz by default) and scrapes each server's /metrics once a second
-in an async worker (parsing in a thread). Nothing here blocks the event loop. With a
-session store, a 1 Hz trace is written into the session in batches.
+in an async worker (parsing in a thread), and each endpoint's dcgm-exporter (remote GPUs)
+in another. Nothing here blocks the event loop. With a session store, a 1 Hz trace is
+written into the session in batches.
 
-Layout follows the room it gets: each GPU as a header and three metrics with history
-graphs one to three rows high, or one line per GPU when many GPUs share little height;
-then the GPU processes by lane, the servers, the host, and one line saying what the figures
-mean. Drawing itself is in ``telemetry_draw``.
+Layout follows the room it gets: each GPU as a header (with the lane holding it) and three
+metrics with history graphs one to four rows high, two GPUs side by side on a wide screen,
+or one line a GPU when many GPUs share little height (the process table then shrinks to
+its memory-by-lane line); then the servers, the host, and what the figures mean. Remote
+GPUs follow the local ones, labelled by host. Drawing itself is in ``telemetry_draw``.
 """
 
 from __future__ import annotations
@@ -62,14 +64,6 @@ MIN_COLUMN_W = 80
 def gpu_rows_per_gpu(graph_rows: int) -> int:
     """Lines one GPU takes in the block layout: a header and three metrics."""
     return 1 + 3 * graph_rows
-
-
-def choose_graph_rows(height: int, gpus: int, other_lines: int) -> int:
-    """Graph height that lets everything fit (4 to 1 rows), or 0: one line per GPU."""
-    for rows in (4, 3, 2, 1):
-        if gpus * gpu_rows_per_gpu(rows) + other_lines <= height:
-            return rows
-    return 1 if gpus <= 2 else 0
 
 
 def plan_layout(
