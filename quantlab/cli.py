@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 #: sub-command -> (module under quantlab.commands or tui, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -81,7 +82,7 @@ def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     )
 
 
-def _resolve(target: str) -> object:
+def _resolve(target: str) -> Any:
     mod_name, _, attr = target.partition(":")
     mod = importlib.import_module(mod_name)
     return getattr(mod, attr) if attr else mod
@@ -166,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if ":" in target:
-            return int(entry(args) or 0)  # type: ignore[operator]
-        return int(entry.run(args) or 0)  # type: ignore[attr-defined]
+            return int(entry(args) or 0)
+        return int(entry.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -20,9 +20,9 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -200,12 +200,11 @@ class _Stream:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
             pass
+        fixed: str | None = None
         try:
             payload.decode("utf-8")
         except UnicodeDecodeError:
             fixed = payload.decode("utf-8", "replace")
-        else:
-            fixed = None
         try:
             if fixed is not None:
                 obj = orjson.loads(fixed)
@@ -539,7 +538,8 @@ class LaneClient:
             enc = resp.headers.get("content-encoding", "identity").lower()
             # The transport's own iterator: one Python layer fewer per chunk than
             # aiter_bytes(). Only valid when the body is not content-encoded.
-            chunks = resp.stream if enc == "identity" else resp.aiter_bytes()
+            stream = cast("AsyncIterator[bytes]", resp.stream)  # async for an AsyncClient
+            chunks = stream if enc == "identity" else resp.aiter_bytes()
             parser = SSEParser()
             feed = parser.feed
             loads = orjson.loads

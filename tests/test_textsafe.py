@@ -25,8 +25,8 @@ from quantlab.records import Endpoint, Exchange, LaneError
 from quantlab.reports import analysis, brief, csv_export, json_export, md
 from quantlab.session import Session
 from quantlab.textsafe import has_unsafe, json_safe, safe_line, safe_same_length, safe_text
-from tui.widgets.runner.compare import CompareView
 from tui.widgets.chat.stream_view import StreamView
+from tui.widgets.runner.compare import CompareView
 
 OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # writes "rm -rf ~" to the clipboard
 CLEAR = "\x1b[2J\x1b[H"

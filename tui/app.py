@@ -245,7 +245,8 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             self.call_from_thread(self._connect_failed, str(exc))
             return
         self.setup = setup
-        self.call_from_thread(self._connected, list(setup.endpoints), setup.source)
+        # An async callback is awaited on the app's loop; mypy cannot infer its result type.
+        self.call_from_thread(self._connected, list(setup.endpoints), setup.source)  # type: ignore[arg-type]
 
     def _connect_failed(self, message: str) -> None:
         self.fatal = message
@@ -418,5 +419,5 @@ class QuantlabApp(ScreenshotMixin, App[int]):
                 yield SystemCommand(
                     f"Go to the {title} tab",
                     fkey.upper(),
-                    lambda tab=tab: self.action_show_tab(tab),  # type: ignore[misc]
+                    lambda tab=tab: self.action_show_tab(tab),
                 )

@@ -7,6 +7,7 @@ so a broken theme never stops the app: it is skipped and the default is used ins
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from textual.app import App
 from textual.color import Color, ColorParseError
@@ -44,9 +45,8 @@ def to_textual(spec: ThemeSpec) -> Theme:
         extra["luminosity_spread"] = spec.luminosity_spread
     if spec.text_alpha is not None:
         extra["text_alpha"] = spec.text_alpha
-    theme = Theme(
-        name=spec.name, dark=spec.dark, variables=dict(spec.variables), **spec.colors, **extra
-    )  # type: ignore[arg-type]
+    fields: dict[str, Any] = {**spec.colors, **extra}
+    theme = Theme(name=spec.name, dark=spec.dark, variables=dict(spec.variables), **fields)
     try:
         theme.to_color_system().generate()
     except (ColorParseError, ValueError) as exc:
@@ -87,7 +87,7 @@ def load_app_themes(wanted: str | None = None) -> ThemeSet:
     return ThemeSet(list(themes.values()), selected, problems)
 
 
-def apply_themes(app: App[object], themes: ThemeSet | None) -> ThemeSet:
+def apply_themes(app: App[Any], themes: ThemeSet | None) -> ThemeSet:
     """Register every loaded theme on ``app`` and select the chosen one (the default set
     when ``themes`` is None). Every quantlab app starts this way."""
     themes = themes or load_app_themes(None)

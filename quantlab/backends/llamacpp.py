@@ -71,7 +71,7 @@ class LlamaCpp:
         prompt_tokens=("llamacpp:prompt_tokens_total",),
         generation_tokens=("llamacpp:tokens_predicted_total",),
     )
-    process_words = ("llama-server", "llama_cpp", "quantlab.localpair.serve")
+    process_words: tuple[str, ...] = ("llama-server", "llama_cpp", "quantlab.localpair.serve")
 
     def matches(self, probe: Probe) -> bool:
         props = probe.props

@@ -30,7 +30,7 @@ class OpenAICompatible:
     name = "other"
     metric_prefix = ""
     metrics = MetricNames()
-    process_words = ("sglang",)
+    process_words: tuple[str, ...] = ("sglang",)
 
     def matches(self, probe: Probe) -> bool:
         return True  # the fallback: asked last

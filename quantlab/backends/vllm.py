@@ -56,7 +56,7 @@ class Vllm:
         generation_tokens=("vllm:generation_tokens_total",),
         preemptions=("vllm:num_preemptions_total", "vllm:num_preemptions"),
     )
-    process_words = ("vllm",)
+    process_words: tuple[str, ...] = ("vllm",)
 
     def matches(self, probe: Probe) -> bool:
         return probe.card.get("owned_by") == "vllm" or "max_model_len" in probe.card

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"textual-serve is not installed ({exc}); pip install textual-serve")
         return 2
 
-    class QuietServer(Server):  # type: ignore[misc]
+    class QuietServer(Server):
         async def on_startup(self, app: object) -> None:
             """textual-serve's banner is replaced by the lines printed below."""
 

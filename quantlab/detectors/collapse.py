@@ -27,7 +27,7 @@ import unicodedata
 
 from quantlab.detectors.context import Context
 from quantlab.detectors.textnorm import snippet
-from quantlab.records import Finding
+from quantlab.records import Finding, Severity
 
 NAME = "collapse"
 
@@ -93,7 +93,9 @@ def check(ctx: Context) -> Finding | None:
     share = junk_chars / len(text)
     if specials or (junk_chars >= GARBAGE_MIN_CHARS and share >= GARBAGE_WARN):
         items = len(junk) + len(specials)  # one leaked end token is a template slip: warn
-        severity = "fail" if share >= GARBAGE_FAIL and items >= GARBAGE_MIN_CHARS else "warn"
+        severity: Severity = (
+            "fail" if share >= GARBAGE_FAIL and items >= GARBAGE_MIN_CHARS else "warn"
+        )
         parts = [f"{share:.0%} junk characters"]
         if junk:
             kinds = sorted({unicodedata.name(text[i], f"U+{ord(text[i]):04X}") for i in junk})

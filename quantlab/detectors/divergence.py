@@ -26,7 +26,7 @@ from rapidfuzz.distance import Indel
 
 from quantlab.detectors.context import Context
 from quantlab.detectors.textnorm import words
-from quantlab.records import Finding
+from quantlab.records import Finding, Severity
 
 NAME = "divergence"
 
@@ -94,7 +94,7 @@ def check(ctx: Context) -> Finding | None:
     sim = _word_similarity(text_words, ref_words)
     n_text, n_ref = len(text_words), len(ref_words)
     low = sim < WARN_SIMILARITY and min(n_text, n_ref) >= MIN_WORDS
-    severity = "warn" if low else "info"
+    severity: Severity = "warn" if low else "info"
     evidence = (
         f"similarity {sim:.2f} (ROUGE-L; {n_text} words here, {n_ref} in the reference); "
         f"first differs at "

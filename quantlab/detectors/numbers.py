@@ -129,7 +129,8 @@ def find_numbers(text: str) -> tuple[Number, ...]:
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
     digits = list(found)
     pos = 0
-    while (m := _NUMBER_WORDS.search(low, pos)) is not None:
+    while (w := _NUMBER_WORDS.search(low, pos)) is not None:
+        m = w
         # Starting inside a digit number ("9.4 billion and twenty-one")? Search again from
         # its end. Digit numbers are sorted and disjoint.
         i = bisect_right(ends, m.start())

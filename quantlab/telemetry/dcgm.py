@@ -288,10 +288,10 @@ class DcgmScraper:
                 g.unreachable(error)
             return
         for r in readings:
-            g = ex.gpus.get(r.key)
-            if g is None:
-                g = ex.gpus[r.key] = _RemoteGpu(r, self.history)
-            g.update(r)
+            known = ex.gpus.get(r.key)
+            if known is None:
+                known = ex.gpus[r.key] = _RemoteGpu(r, self.history)
+            known.update(r)
 
     async def poll(self) -> None:
         await asyncio.gather(*(self._one(ex) for ex in self.exporters))

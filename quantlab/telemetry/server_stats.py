@@ -80,7 +80,8 @@ def why_unreachable(exc: BaseException) -> str:
     """A person's words for a failed scrape."""
     if isinstance(exc, httpx.TimeoutException):
         return "unreachable: timed out"
-    chain, e = [], exc  # the OS error sits a few causes down (anyio: "All connection…")
+    chain: list[BaseException] = []
+    e: BaseException | None = exc  # the OS error sits a few causes down (anyio: "All connection…")
     while e is not None and len(chain) < 6:
         chain.append(e)
         e = e.__cause__ or e.__context__
