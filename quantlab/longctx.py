@@ -244,6 +244,29 @@ def _estimate(msgs: Messages) -> int:
     return round(sum(len(m["content"]) + 12 for m in msgs) / CHARS_PER_TOKEN)
 
 
+async def _whole_pairs(
+    draft: _Draft, count: Callable[[Messages], Awaitable[int]], target: int
+) -> int:
+    """The most whole filler pairs that fit ``target`` tokens: grow by doubling, then
+    bisect."""
+    lo, hi = 0, 1
+    while True:
+        m, _ = draft.messages(hi)
+        if await count(m) > target:
+            break
+        lo, hi = hi, hi * 2
+        if hi > 100_000:
+            raise LongContextError("the filler writes nothing (empty templates?)")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        m, _ = draft.messages(mid)
+        if await count(m) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 async def build_length(
     spec: GeneratorSpec, index: int, counter: Counter | None, case_id: str
 ) -> BuiltCase:
@@ -268,23 +291,7 @@ async def build_length(
     base, _ = draft.messages(0)
     if await count(base) > target:
         return BuiltCase(length.label, target, note="the system message and ask alone are longer")
-    # Whole pairs: grow by doubling, then bisect the largest n that fits.
-    lo, hi = 0, 1
-    while True:
-        m, _ = draft.messages(hi)
-        if await count(m) > target:
-            break
-        lo, hi = hi, hi * 2
-        if hi > 100_000:
-            raise LongContextError("the filler writes nothing (empty templates?)")
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        m, _ = draft.messages(mid)
-        if await count(m) <= target:
-            lo = mid
-        else:
-            hi = mid
-    n = lo
+    n = await _whole_pairs(draft, count, target)
     # Lengthen the last assistant turn with more of its own kind of sentences, word by
     # word and then character by character, until the count is exactly the target.
     best_msgs, best_depths = draft.messages(n)

@@ -133,9 +133,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _servers(args: argparse.Namespace) -> list[_Server]:
-    servers: list[_Server] = [
-        _Server(s.name, s.model, s.role) for s in getattr(args, "up_servers", [])
-    ]
+    """The servers the command line names, checked, each with its own flags."""
+    servers = [_Server(s.name, s.model, s.role) for s in getattr(args, "up_servers", [])]
     legacy = bool(args.bf16 or args.quant)
     if legacy:
         if servers:
@@ -146,6 +145,13 @@ def _servers(args: argparse.Namespace) -> list[_Server]:
             _Server("bf16", args.bf16, "reference"),
             _Server(args.quant_name, args.quant, "candidate"),
         ]
+    _check_servers(servers)
+    _apply_flags(servers, getattr(args, "up_events", []), legacy=legacy)
+    return servers
+
+
+def _check_servers(servers: list[_Server]) -> None:
+    """One reference, at least one candidate, names that are unique and safe."""
     if not servers:
         raise UpError("name the servers: --ref [NAME=]MODEL and one or more --cand [NAME=]MODEL")
     refs = [s for s in servers if s.role == "reference"]
@@ -161,9 +167,14 @@ def _servers(args: argparse.Namespace) -> list[_Server]:
     names = [s.name for s in servers]
     if len(set(names)) != len(names):
         raise UpError(f"server names must differ: {', '.join(names)}")
-    # Flags before any server: all servers; after one: that server. In the old form a
-    # --quantization is the quant's, and "A,B" fractions are the two servers' in order.
-    for index, key, value in getattr(args, "up_events", []):
+
+
+def _apply_flags(
+    servers: list[_Server], events: list[tuple[int | None, str, Any]], *, legacy: bool
+) -> None:
+    """Flags before any server: all servers; after one: that server. In the old form a
+    --quantization is the quant's, and "A,B" fractions are the two servers' in order."""
+    for index, key, value in events:
         if legacy and key == "quantization":
             index = 1
         if index is None and key == "mem" and "," in str(value):
@@ -175,13 +186,11 @@ def _servers(args: argparse.Namespace) -> list[_Server]:
             continue
         if index is None and key == "port":
             index = 0  # the first server's port; the next ones follow it (+1 each)
-        targets = servers if index is None else [servers[index]]
-        for s in targets:
+        for s in servers if index is None else [servers[index]]:
             if key == "vllm_arg":
                 s.opts.setdefault("vllm_arg", []).extend(shlex.split(str(value)))
             else:
                 s.opts[key] = value
-    return servers
 
 
 def _fraction(s: _Server) -> float | None:

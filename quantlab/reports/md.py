@@ -333,6 +333,30 @@ def _long_context(a: Analysis) -> list[str]:
     if lc is None:
         return [*out, "Not run (no long-context suite in this session).", ""]
     lanes = [x["name"] for x in a["lanes"]]
+    out += _recall_by_length(lc, lanes) + _recall_by_fact(lc, lanes)
+    out += [_recall_difference_line(d) for d in lc["recall_difference"]]
+    if lc["recall_difference"]:
+        out.append("")
+    if lc["skipped"]:
+        out.append("Lengths not sent:")
+        out.append("")
+        for s in lc["skipped"]:
+            why = "; ".join(f"{v}" for v in (s.get("skipped") or {}).values()) or "no reason"
+            out.append(f"- {s.get('label')} ({num(s.get('target_tokens'))} tokens): {why}")
+        out.append("")
+    estimated = [r for r in lc["rows"] if r.get("count_source") == "estimate"]
+    if estimated:
+        out.append(
+            f"{len(estimated)} context(s) were sized by an estimate (no server could count "
+            "tokens): their lengths are approximate."
+        )
+        out.append("")
+    return out
+
+
+def _recall_by_length(lc: Any, lanes: list[str]) -> list[str]:
+    """The recall table per context length (empty when no length was sent)."""
+    out: list[str] = []
     if lc["by_length"]:
         out.append(
             "Share of planted facts recalled, per context length (facts recalled / asked, 95 % "
@@ -363,6 +387,12 @@ def _long_context(a: Analysis) -> list[str]:
             "lr" + "l" * len(lanes) + "r" * 2 * len(lanes),
         )
         out.append("")
+    return out
+
+
+def _recall_by_fact(lc: Any, lanes: list[str]) -> list[str]:
+    """The recall table per planted fact over all lengths."""
+    out: list[str] = []
     if lc["by_fact"]:
         rows = []
         for f in lc["by_fact"]:
@@ -376,43 +406,30 @@ def _long_context(a: Analysis) -> list[str]:
         out.append("")
         out += table(["fact", "depth", *lanes], rows)
         out.append("")
-    for d in lc["recall_difference"]:
-        if "mean_difference" in d and d["low"] == d["high"] == 0:
-            out.append(
-                f"{d['reference']} and {d['candidate']} recalled the same share of facts in each "
-                f"of the {d['n']} answers ({pct(d['mean_reference'])} on average)."
-            )
-        elif "mean_difference" in d:
-            out.append(
-                f"Mean recall per answer: {d['reference']} {pct(d['mean_reference'])}, "
-                f"{d['candidate']} {pct(d['mean_candidate'])}; difference "
-                f"{diff_points(d['mean_difference'])}, 95 % paired-bootstrap interval "
-                f"{diff_points(d['low'])} to {diff_points(d['high'])} over {d['n']} answers"
-                + (
-                    " (the interval includes 0: not enough evidence of a difference)."
-                    if d["low"] <= 0 <= d["high"]
-                    else "."
-                )
-            )
-        else:
-            out.append(f"{d['candidate']} vs {d['reference']}: {d['note']}.")
-    if lc["recall_difference"]:
-        out.append("")
-    if lc["skipped"]:
-        out.append("Lengths not sent:")
-        out.append("")
-        for s in lc["skipped"]:
-            why = "; ".join(f"{v}" for v in (s.get("skipped") or {}).values()) or "no reason"
-            out.append(f"- {s.get('label')} ({num(s.get('target_tokens'))} tokens): {why}")
-        out.append("")
-    estimated = [r for r in lc["rows"] if r.get("count_source") == "estimate"]
-    if estimated:
-        out.append(
-            f"{len(estimated)} context(s) were sized by an estimate (no server could count "
-            "tokens): their lengths are approximate."
-        )
-        out.append("")
     return out
+
+
+def _recall_difference_line(d: Any) -> str:
+    """One sentence on a candidate's recall against the reference's."""
+    if "mean_difference" in d and d["low"] == d["high"] == 0:
+        return (
+            f"{d['reference']} and {d['candidate']} recalled the same share of facts in each "
+            f"of the {d['n']} answers ({pct(d['mean_reference'])} on average)."
+        )
+    elif "mean_difference" in d:
+        return (
+            f"Mean recall per answer: {d['reference']} {pct(d['mean_reference'])}, "
+            f"{d['candidate']} {pct(d['mean_candidate'])}; difference "
+            f"{diff_points(d['mean_difference'])}, 95 % paired-bootstrap interval "
+            f"{diff_points(d['low'])} to {diff_points(d['high'])} over {d['n']} answers"
+            + (
+                " (the interval includes 0: not enough evidence of a difference)."
+                if d["low"] <= 0 <= d["high"]
+                else "."
+            )
+        )
+    else:
+        return f"{d['candidate']} vs {d['reference']}: {d['note']}."
 
 
 def _concurrency(a: Analysis) -> list[str]:
