@@ -123,6 +123,7 @@ class _Stream:
         "done",
         "error",
         "finish",
+        "logprobs",
         "model",
         "on_text",
         "parts",
@@ -140,6 +141,7 @@ class _Stream:
         self.timings: dict[str, Any] | None = None
         self.error: LaneError | None = None
         self.model: str | None = None
+        self.logprobs: list[Any] = []  # choices[0].logprobs of each chunk that has them
 
     def whole_answer(self, body: bytes, now: int) -> None:
         """A non-streamed chat completion: the whole text arrives as one chunk."""
@@ -163,6 +165,8 @@ class _Stream:
                 self.on_text(text)
         if choices[0].get("finish_reason") is not None:
             self.finish = str(choices[0]["finish_reason"])
+        if choices[0].get("logprobs"):
+            self.logprobs.append(choices[0]["logprobs"])
         self.done = True
         if isinstance(obj.get("usage"), dict):
             self.usage = obj["usage"]
@@ -208,6 +212,8 @@ class _Stream:
                 self.parts.append(text)
                 if self.on_text is not None:
                     self.on_text(text)
+            if choice.get("logprobs"):
+                self.logprobs.append(choice["logprobs"])
             if choice.get("finish_reason") is not None:
                 self.finish = str(choice["finish_reason"])
         usage = obj.get("usage")
@@ -475,6 +481,7 @@ class LaneClient:
             arrivals = st.arrivals
             parts = st.parts
             on_text = st.on_text
+            logprobs = st.logprobs
             last = t0
             stop = False
             async for raw in chunks:
@@ -493,6 +500,8 @@ class LaneClient:
                     if fast and text:
                         arrivals.append(last)
                         parts.append(text)
+                        if (lp := choice.get("logprobs")) is not None:
+                            logprobs.append(lp)
                         if on_text is not None:
                             on_text(text)
                     elif st.event(payload, last):
@@ -520,6 +529,7 @@ class LaneClient:
         result.finish_reason = st.finish
         result.usage = st.usage
         result.server_timings = st.timings
+        result.logprobs = st.logprobs or None
         result.error = st.error
         if result.model is None:
             result.model = st.model

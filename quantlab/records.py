@@ -79,6 +79,9 @@ class SamplingParams:
     seed: int | None = 0
     system_prompt: str | None = None
     stop: list[str] | None = None
+    #: Top-k log-probabilities asked of every lane (token-level agreement with the
+    #: reference, quantlab/agreement/); 0 or None: not asked. 20 is vLLM's default cap.
+    top_logprobs: int | None = 20
 
     def request_fields(self) -> dict[str, Any]:
         """The JSON fields sent on every chat request (the system prompt travels as a
@@ -92,6 +95,9 @@ class SamplingParams:
             body["seed"] = self.seed
         if self.stop:
             body["stop"] = list(self.stop)
+        if self.top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs
         return body
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +196,11 @@ class LaneResult:
     error: LaneError | None = None
     findings: list[Finding] = field(default_factory=list)
     server_timings: dict[str, Any] | None = None  # llama.cpp's own "timings", when sent
+    #: Token-level agreement with the reference (quantlab.agreement.Agreement.to_dict()).
+    agreement: dict[str, Any] | None = None
+    #: The raw per-chunk ``choices[0].logprobs`` objects, in memory only (never written:
+    #: ~1 MB an answer at k = 20); quantlab.agreement turns them into ``agreement``.
+    logprobs: list[Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -206,6 +217,7 @@ class LaneResult:
             "error": self.error.to_dict() if self.error else None,
             "findings": [f.to_dict() for f in self.findings],
             "server_timings": self.server_timings,
+            **({"agreement": self.agreement} if self.agreement is not None else {}),
         }
 
     @classmethod
@@ -220,6 +232,7 @@ class LaneResult:
             error=LaneError.from_dict(d["error"]) if d.get("error") else None,
             findings=[Finding.from_dict(f) for f in d.get("findings") or []],
             server_timings=d.get("server_timings"),
+            agreement=d.get("agreement") if isinstance(d.get("agreement"), dict) else None,
         )
 
 

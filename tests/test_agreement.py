@@ -156,9 +156,15 @@ def test_parse_vllm_prompt_logprobs() -> None:
     ids = [1, 7, 9]
     pl = [
         None,
-        {"7": {"logprob": -0.1, "rank": 1, "decoded_token": "x"}, "8": {"logprob": -2.5, "rank": 2, "decoded_token": "y"}},
-        {"4": {"logprob": -0.3, "rank": 1, "decoded_token": "z"}, "9": {"logprob": -6.0, "rank": 31, "decoded_token": "w"}},
-    ]  # fmt: skip
+        {
+            "7": {"logprob": -0.1, "rank": 1, "decoded_token": "x"},
+            "8": {"logprob": -2.5, "rank": 2, "decoded_token": "y"},
+        },
+        {
+            "4": {"logprob": -0.3, "rank": 1, "decoded_token": "z"},
+            "9": {"logprob": -6.0, "rank": 31, "decoded_token": "w"},
+        },
+    ]
     a, b = parse_prompt_logprobs(pl, ids, start=1)
     assert (a.key, a.rank, a.text, a.top) == (7, 1, "x", {7: -0.1, 8: -2.5})
     assert (b.key, b.rank) == (9, 31)

@@ -60,9 +60,9 @@ def _merge(top: dict[Key, float], key: Key, lp: float) -> None:
 
 def _chat_key(entry: dict[str, Any]) -> Key | None:
     raw = entry.get("bytes")
-    if isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw):
-        if raw or not isinstance(entry.get("token"), str):
-            return bytes(raw)
+    ok = isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw)
+    if ok and (raw or not isinstance(entry.get("token"), str)):
+        return bytes(raw)
     tok = entry.get("token")
     return tok.encode("utf-8", "surrogatepass") if isinstance(tok, str) else None
 
