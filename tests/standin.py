@@ -15,7 +15,8 @@ For token-level agreement it also plays a toy model: ``/tokenize`` splits on whi
 shape the chat template as vLLM's do, when sent), and ``/v1/completions`` answers
 ``prompt_logprobs: k`` in vLLM's format (``choices[0].prompt_logprobs``: first entry null,
 then ``{"<id>": {"logprob", "rank", "decoded_token"}}`` with the top-k and the prompt's own
-token). The toy distribution at every position gives the prompt's own token
+token), and streamed chat chunks carry ``logprobs`` when ``logprobs: true`` is asked.
+The toy distribution at every position gives the prompt's own token
 ``p_actual`` and alternatives ids 1000, 1001, … ``(1 - p_actual) / 2, / 4, …``: two
 stand-ins with different ``p_actual`` have a KL known by hand. Like vLLM it refuses k over
 ``max_logprobs`` (20) with a 400.
@@ -236,6 +237,20 @@ class StandIn:
         rest = 1.0 - self.p_actual
         top += [(1000 + j, math.log(rest / 2 ** (j + 1))) for j in range(max(0, k - 1))]
         return sorted(top, key=lambda t: -t[1])[: max(1, k)]
+
+    def chat_logprobs(self, token: str, k: int) -> dict[str, Any]:
+        """vLLM's chat ``logprobs`` for one streamed token, from the toy distribution:
+        ``{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}``."""
+
+        def entry(tok: str, lp: float) -> dict[str, Any]:
+            return {"token": tok, "logprob": lp, "bytes": list(tok.encode())}
+
+        top = [
+            entry(token if tid == -1 else f"<alt{tid - 1000}>", lp)
+            for tid, lp in self.toy_top(-1, k)
+        ]
+        own = entry(token, math.log(self.p_actual))
+        return {"content": [{**own, "top_logprobs": top if k else []}]}
 
     def decode(self, tid: int) -> str:
         for w, i in self.vocab.items():
@@ -472,8 +487,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"".join(map(frame, pending)))
             pending.clear()
 
+        want_k = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None}
+            text = delta.get("content")
+            lps = s.chat_logprobs(text, want_k) if want_k is not None and text else None
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": lps}
             choice["finish_reason"] = finish
             if finish is not None:
                 choice["stop_reason"] = None

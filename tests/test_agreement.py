@@ -10,12 +10,15 @@ import pytest
 from quantlab.agreement.compare import Agreement, shared_prefix, teacher_forced
 from quantlab.agreement.kl import kl_full, kl_lower_bound, kl_topk, rank_of
 from quantlab.agreement.logprobs import (
+    LazyDists,
     TokenDist,
     chunks_to_dists,
+    iter_dists,
     parse_chat,
     parse_completion,
     parse_llama_probs,
     parse_prompt_logprobs,
+    split_logprobs,
 )
 
 L = math.log
@@ -171,3 +174,42 @@ def test_parse_vllm_prompt_logprobs() -> None:
     assert parse_prompt_logprobs(pl, ids, start=2) == [b]
     ag = teacher_forced([a, b], [a, b], reference="r", k=1)
     assert ag.kl == [0.0, 0.0] and ag.ref_rank == [1, 31] and "teacher-forced 2" in ag.line()
+
+
+def test_split_logprobs_cuts_the_value_out_for_both_key_orders() -> None:
+    import orjson
+
+    lp = {"content": [{"token": '}]"x', "logprob": -0.1, "bytes": [125], "top_logprobs": []}]}
+    vllm = {"id": "c", "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": lp,
+            "finish_reason": None}], "model": "m"}  # fmt: skip
+    llama = {"choices": [{"finish_reason": None, "index": 0, "delta": {"content": "x"},
+             "logprobs": lp}], "created": 1, "model": "m}]"}  # fmt: skip
+    for obj in (vllm, {**llama, "model": "m"}):
+        small, raw = split_logprobs(orjson.dumps(obj))
+        assert raw is not None and orjson.loads(raw) == lp
+        assert orjson.loads(small) == {**obj, "choices": [{**obj["choices"][0], "logprobs": None}]}
+    # a "}]" after the choice misleads the cut: the short part then does not parse, and
+    # the client takes the chunk whole on its general path
+    small, _ = split_logprobs(orjson.dumps(llama))
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(small)
+    plain = orjson.dumps({"choices": [{"delta": {"content": "x"}, "logprobs": None}]})
+    assert split_logprobs(plain) == (plain, None)
+    # raw parts are parsed lazily; one that is not JSON ends the positions there
+    good = orjson.dumps(LLAMA_CHUNK)
+    assert len(list(iter_dists([good, b"{broken", good]))) == 1
+
+
+def test_lazy_positions_stop_reading_at_the_divergence() -> None:
+    read: list[int] = []
+
+    def chunks(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            read.append(i)
+            tok = "a" if i < 3 else "b"
+            yield {"content": [{"token": tok, "logprob": -0.1, "top_logprobs": []}]}
+
+    ref = LazyDists(chunks(100))
+    other = [TokenDist(b"a", "a", -0.1)] * 3 + [TokenDist(b"c", "c", -0.1)] * 97
+    a = shared_prefix(ref, other, reference="r", k=1)
+    assert a.diverged_at == 3 and len(read) == 4

@@ -67,4 +67,6 @@ async def test_refused_prompt_logprobs_fall_back_to_the_shared_prefix() -> None:
         a = ags["awq"]
         assert a.method == SHARED_PREFIX
         assert a.note and "greater than max allowed: 20" in a.note
-        assert a.positions == 0 and "no log-probabilities" in a.note  # stand-in streams none
+        # the streamed top-k: same answer on both, same toy distribution -> KL 0
+        assert a.positions == len(ANSWER) and a.diverged_at is None
+        assert a.kl == [0.0] * 4 and a.top1 == [True] * 4

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from quantlab.agreement import teacher
 from quantlab.agreement.compare import Agreement, shared_prefix, teacher_forced
-from quantlab.agreement.logprobs import TokenDist, chunks_to_dists
+from quantlab.agreement.logprobs import LazyDists, TokenDist
 from quantlab.client import LaneClient
 from quantlab.records import Exchange
 
@@ -41,7 +41,7 @@ async def score_exchange(
             return
         ref = results[ref_name]
         by_name = {c.name: c for c in clients}
-        ref_dists = chunks_to_dists(ref.logprobs or [])
+        ref_dists = LazyDists(ref.logprobs or [])
         tf = await _teacher_all(by_name, exchange, ref_name, k)
         for lane, r in results.items():
             if lane == ref_name:
@@ -50,9 +50,7 @@ async def score_exchange(
             if isinstance(got, Agreement):
                 r.agreement = got.to_dict()
                 continue
-            ag = shared_prefix(
-                ref_dists, chunks_to_dists(r.logprobs or []), reference=ref_name, k=k
-            )
+            ag = shared_prefix(ref_dists, LazyDists(r.logprobs or []), reference=ref_name, k=k)
             notes = [n for n in (got, ag.note) if n]
             if not ref.ok or not r.ok:
                 notes.append("a lane failed: compared up to where it stopped")

@@ -20,9 +20,11 @@ raise: a malformed entry costs that position, never the answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 Key = Hashable
 
@@ -60,10 +62,12 @@ def _merge(top: dict[Key, float], key: Key, lp: float) -> None:
 
 def _chat_key(entry: dict[str, Any]) -> Key | None:
     raw = entry.get("bytes")
-    ok = isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw)
-    if ok and (raw or not isinstance(entry.get("token"), str)):
-        return bytes(raw)
     tok = entry.get("token")
+    if raw.__class__ is list and (raw or tok.__class__ is not str):
+        try:
+            return bytes(raw)  # validates: ints 0..255 only
+        except (TypeError, ValueError):
+            pass
     return tok.encode("utf-8", "surrogatepass") if isinstance(tok, str) else None
 
 
@@ -189,13 +193,88 @@ def parse_prompt_logprobs(
     return out
 
 
-def chunks_to_dists(chunks: Iterable[Any]) -> list[TokenDist]:
-    """The positions of a whole answer from its per-chunk ``logprobs`` objects, in order
-    (a chunk may carry several tokens: vLLM with held-back UTF-8 or speculative decoding)."""
-    out: list[TokenDist] = []
+_LP_KEY = b'"logprobs":{'
+_NULL_LP = b'"logprobs":null'
+
+
+def split_logprobs(payload: bytes) -> tuple[bytes, bytes | None]:
+    """(the chunk with ``"logprobs": null``, the logprobs object's raw JSON) without
+    parsing it: top-20 log-probabilities make a chunk ~10x larger, and parsing them is most
+    of a stream's client CPU. The value ends before ``,"finish_reason"`` (vLLM and OpenAI
+    put logprobs before it) or else where the choice closes (llama.cpp puts it last).
+    Quotes inside JSON strings are escaped, so these markers cannot come from text; a
+    shape that fits neither gives the payload back whole. A wrong cut cannot pass for
+    data: the short part must still parse, and iter_dists stops at a raw part that does
+    not."""
+    i = payload.find(_LP_KEY)
+    if i < 0:
+        return payload, None
+    start = i + len(_LP_KEY) - 1
+    j = payload.find(b',"finish_reason"', start)
+    if j < 0:
+        j = payload.rfind(b"}]")
+        if j <= start:
+            return payload, None
+    return payload[:i] + _NULL_LP + payload[j:], payload[start:j]
+
+
+def iter_dists(chunks: Iterable[Any]) -> Iterator[TokenDist]:
+    """The positions of an answer from its per-chunk ``logprobs`` (objects, or raw JSON
+    bytes from split_logprobs), in order (a chunk may carry several tokens: vLLM with
+    held-back UTF-8 or speculative decoding). Lazy: the shared-prefix comparison stops
+    reading at the first divergence. Stops at a raw part that is not JSON (the positions
+    after it could not be aligned)."""
     for lp in chunks:
+        if isinstance(lp, bytes):
+            try:
+                lp = orjson.loads(lp)
+            except orjson.JSONDecodeError:
+                return
         if isinstance(lp, dict) and "content" in lp:
-            out.extend(parse_chat(lp))
+            yield from parse_chat(lp)
         elif isinstance(lp, dict) and "tokens" in lp:
-            out.extend(parse_completion(lp))
-    return out
+            yield from parse_completion(lp)
+
+
+def chunks_to_dists(chunks: Iterable[Any]) -> list[TokenDist]:
+    """All positions of an answer (see iter_dists)."""
+    return list(iter_dists(chunks))
+
+
+class LazyDists(Sequence[TokenDist]):
+    """A lane's positions parsed on first use and kept (the reference is compared with
+    every candidate, each needing a different length of it)."""
+
+    def __init__(self, chunks: Iterable[Any]) -> None:
+        self._it = iter_dists(chunks)
+        self._seen: list[TokenDist] = []
+        self._done = False
+
+    def _fill(self, n: int | None) -> None:
+        while not self._done and (n is None or len(self._seen) < n):
+            nxt = next(self._it, None)
+            if nxt is None:
+                self._done = True
+            else:
+                self._seen.append(nxt)
+
+    def __iter__(self) -> Iterator[TokenDist]:
+        i = 0
+        while True:
+            self._fill(i + 1)
+            if i >= len(self._seen):
+                return
+            yield self._seen[i]
+            i += 1
+
+    def __len__(self) -> int:
+        self._fill(None)
+        return len(self._seen)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        self._fill(None if isinstance(i, slice) or i < 0 else i + 1)
+        return self._seen[i]
+
+    def __bool__(self) -> bool:
+        self._fill(1)
+        return bool(self._seen)
