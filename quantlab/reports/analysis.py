@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from quantlab import suite_results
+from quantlab.agreement.summary import summarize as agreement_summary
 from quantlab.records import Exchange, Fact, LaneResult
 from quantlab.reports import stats
 from quantlab.reports.methods import describe, method_of
@@ -784,6 +785,7 @@ def analyze(
         "latency": latency(lat_ex, lanes),
         "failures": failures(session, lanes, reference),
         "telemetry": telemetry(session.telemetry),
+        "agreement": agreement_summary(session.exchanges, seed=seed),
     }
     from quantlab.reports.verdict import assess
 

@@ -14,6 +14,7 @@ import datetime as _dt
 from typing import Any
 
 from quantlab.reports import stats
+from quantlab.reports.agreement import agreement_brief
 from quantlab.reports.fmt import diff_points, num, rate_cell
 from quantlab.reports.verdict import RULES
 
@@ -248,6 +249,8 @@ def render(a: dict[str, Any]) -> str:
         lines.append("")
         if holds:
             lines += ["### Where it holds", "", *(f"- {h}" for h in holds), ""]
+        if tla := agreement_brief(a.get("agreement"), cand):
+            lines += ["### Token-level agreement", "", tla, ""]
         lines += ["### Checks that must pass before shipping", "", *_checks(a, cand), ""]
         lines += ["### Cost, capacity and quality", "", *_tradeoff(a, cand), ""]
     ov = a["overall"]
