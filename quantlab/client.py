@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from quantlab.agreement.logprobs import split_logprobs
+from quantlab.agreement.logprobs import RawLogprobs, split_logprobs
 from quantlab.records import Endpoint, LaneError, LaneResult, SamplingParams
 from quantlab.sse import DONE, SSEParser
 
@@ -540,7 +540,7 @@ class LaneClient:
         result.finish_reason = st.finish
         result.usage = st.usage
         result.server_timings = st.timings
-        result.logprobs = st.logprobs or None
+        result.logprobs = RawLogprobs(st.logprobs) if st.logprobs else None
         result.error = st.error
         if result.model is None:
             result.model = st.model

@@ -198,9 +198,10 @@ class LaneResult:
     server_timings: dict[str, Any] | None = None  # llama.cpp's own "timings", when sent
     #: Token-level agreement with the reference (quantlab.agreement.Agreement.to_dict()).
     agreement: dict[str, Any] | None = None
-    #: The raw per-chunk ``choices[0].logprobs`` objects, in memory only (never written:
-    #: ~1 MB an answer at k = 20); quantlab.agreement turns them into ``agreement``.
-    logprobs: list[Any] | None = None
+    #: The raw per-chunk ``choices[0].logprobs`` (a quantlab.agreement.logprobs.RawLogprobs),
+    #: in memory only: written as null (~1 MB an answer at k = 20); the fan-out turns them
+    #: into ``agreement`` and drops them.
+    logprobs: Any = None
 
     @property
     def ok(self) -> bool:
@@ -217,7 +218,8 @@ class LaneResult:
             "error": self.error.to_dict() if self.error else None,
             "findings": [f.to_dict() for f in self.findings],
             "server_timings": self.server_timings,
-            **({"agreement": self.agreement} if self.agreement is not None else {}),
+            "agreement": self.agreement,
+            "logprobs": None,  # never written (see the field)
         }
 
     @classmethod

@@ -213,3 +213,20 @@ def test_lazy_positions_stop_reading_at_the_divergence() -> None:
     other = [TokenDist(b"a", "a", -0.1)] * 3 + [TokenDist(b"c", "c", -0.1)] * 97
     a = shared_prefix(ref, other, reference="r", k=1)
     assert a.diverged_at == 3 and len(read) == 4
+
+
+def test_raw_logprobs_are_never_written_to_a_session() -> None:
+    import orjson
+
+    from quantlab.agreement.logprobs import RawLogprobs
+    from quantlab.records import Exchange, LaneResult, SamplingParams
+    from quantlab.session_store import exchange_json
+
+    r = LaneResult("q4", text="x", logprobs=RawLogprobs([b'{"content": []}', {"content": []}]))
+    ex = Exchange(prompt="p", params=SamplingParams(), results={"q4": r})
+    doc = orjson.loads(exchange_json(ex))
+    assert doc["results"]["q4"]["logprobs"] is None
+    assert doc == ex.to_dict()
+    assert LaneResult.from_dict(doc["results"]["q4"]).logprobs is None
+    old = {"lane": "q4", "text": "x"}  # a session written before agreement existed
+    assert LaneResult.from_dict(old).agreement is None

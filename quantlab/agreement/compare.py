@@ -58,7 +58,7 @@ class Agreement:
     def line(self) -> str:
         """``KL 0.012 · top-1 99 % · diverged at token 41`` (the lane's live line)."""
         if not self.kl:
-            return f"agreement: {self.note or 'no positions to compare'}"
+            return f"no token agreement: {(self.note or 'no positions to compare')[:60]}"
         parts = [f"KL {self.mean_kl:.3f}", f"top-1 {100 * (self.top1_rate or 0):.0f} %"]
         if self.method == SHARED_PREFIX:
             if self.diverged_at is None:

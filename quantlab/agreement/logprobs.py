@@ -241,6 +241,27 @@ def chunks_to_dists(chunks: Iterable[Any]) -> list[TokenDist]:
     return list(iter_dists(chunks))
 
 
+class RawLogprobs:
+    """A lane's per-chunk logprobs as the client kept them (parsed objects or raw JSON
+    bytes). Session writers call ``to_dict()`` on what they cannot write: it is None, so a
+    lane saved before its agreement is computed writes ``"logprobs": null``, never the
+    raw data."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: list[Any]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.chunks)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def to_dict(self) -> None:
+        return None
+
+
 class LazyDists(Sequence[TokenDist]):
     """A lane's positions parsed on first use and kept (the reference is compared with
     every candidate, each needing a different length of it)."""

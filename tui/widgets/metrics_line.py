@@ -3,7 +3,9 @@
 While an answer streams it shows the UI's own running estimate (time to the first delta,
 deltas per second); when the lane finishes the numbers are replaced by the client's
 measured ones (taken where the bytes arrive, same definitions as vLLM's benchmark), with
-the finish reason and end-to-end time. It is a one-line ``render()`` widget refreshed
+the finish reason and end-to-end time, and on a candidate lane its token-level agreement
+with the reference once the exchange is complete ("KL 0.012 · top-1 99 % · diverged at
+token 41"). It is a one-line ``render()`` widget refreshed
 without a relayout, so updating it several times a second costs next to nothing.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from quantlab.agreement import Agreement
 from quantlab.records import LaneResult
 
 SEP = (" · ", "dim")
@@ -130,6 +133,7 @@ class MetricsLine(Widget):
                 SEP,
                 ("e2e ", "dim"),
                 (fmt_ms(t.e2e_ms), "bold"),
+                *([SEP, (Agreement.from_dict(r.agreement).line(), "")] if r.agreement else []),
             ),
             "-error" if r.error else "-done",
         )
