@@ -131,6 +131,13 @@ def measure(a: argparse.Namespace) -> None:
                 ids.append(rid)
 
 
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation: does the estimate order positions as the exact KL does?"""
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def summarize(path: Path, ks: list[int]) -> dict[str, Any]:
     rows = [orjson.loads(x) for x in path.read_bytes().splitlines()]
     full = np.array([r["full"] for r in rows])
@@ -158,6 +165,7 @@ def summarize(path: Path, ks: list[int]) -> dict[str, Any]:
                 "abs_error_p99": float(f"{np.quantile(np.abs(err), 0.99):.3g}"),
                 "rel_error_median_pct_where_kl_gt_1e-3": round(100 * float(np.median(rel)), 2),
                 "underestimates_pct": round(100 * float(np.mean(err < -1e-9)), 1),
+                "spearman_with_full": round(_spearman(est, full), 4),
             }
     return res
 

@@ -170,6 +170,7 @@ def lane_results(exchange: Exchange) -> list[dict[str, Any]]:
                 "output_tokens": t.output_tokens,
                 "tokens_per_s": t.tokens_per_s,
                 "error": None if r.error is None else str(r.error),
+                "agreement": r.agreement,
             }
         )
     return rows

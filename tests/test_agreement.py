@@ -230,3 +230,13 @@ def test_raw_logprobs_are_never_written_to_a_session() -> None:
     assert LaneResult.from_dict(doc["results"]["q4"]).logprobs is None
     old = {"lane": "q4", "text": "x"}  # a session written before agreement existed
     assert LaneResult.from_dict(old).agreement is None
+
+
+def test_ask_prints_the_agreement_line() -> None:
+    from quantlab.commands.ask import lane_block
+    from quantlab.records import LaneResult
+
+    ag = Agreement("shared-prefix", "bf16", 20, kl=[0.02, 0.01], top1=[True, False])
+    ag.ref_rank, ag.diverged_at = [1, 3], 1
+    r = LaneResult("q4", text="hi", agreement=ag.to_dict())
+    assert "KL 0.015 · top-1 50 % · diverged at token 1" in lane_block(r, None, 80)
