@@ -240,3 +240,12 @@ def test_ask_prints_the_agreement_line() -> None:
     ag.ref_rank, ag.diverged_at = [1, 3], 1
     r = LaneResult("q4", text="hi", agreement=ag.to_dict())
     assert "KL 0.015 · top-1 50 % · diverged at token 1" in lane_block(r, None, 80)
+
+
+def test_agreement_line_of_a_hand_edited_value_is_none() -> None:
+    from quantlab.agreement.compare import agreement_line
+
+    assert agreement_line(None) is None
+    assert agreement_line({"kl": "lots"}) is None
+    assert agreement_line({"kl": 5}) is None
+    assert agreement_line({"kl": [0.5], "top1": [1]}) == "KL 0.500 · top-1 100 % · same 1 token"

@@ -62,11 +62,11 @@ class Agreement:
         parts = [f"KL {self.mean_kl:.3f}", f"top-1 {100 * (self.top1_rate or 0):.0f} %"]
         if self.method == SHARED_PREFIX:
             if self.diverged_at is None:
-                parts.append(f"same {self.positions} tokens")
+                parts.append(f"same {self.positions} token{'s' * (self.positions != 1)}")
             else:
                 parts.append(f"diverged at token {self.diverged_at}")
         else:
-            parts.append(f"teacher-forced {self.positions} tokens")
+            parts.append(f"teacher-forced {self.positions} token{'s' * (self.positions != 1)}")
         return " · ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +97,17 @@ class Agreement:
             diverged_at=d.get("diverged_at"),
             note=d.get("note"),
         )
+
+
+def agreement_line(d: dict[str, Any] | None) -> str | None:
+    """The lane's one-line summary from a session's ``agreement`` dict; None when there is
+    none or it cannot be read (a hand-edited file must not break a screen)."""
+    if not d:
+        return None
+    try:
+        return Agreement.from_dict(d).line()
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _position(ref: TokenDist, cand: TokenDist) -> tuple[float, bool, int | None]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from quantlab.agreement import Agreement
+from quantlab.agreement.compare import agreement_line
 from quantlab.client import LaneClient
 from quantlab.config import ConfigError, load_config, resolve_endpoints
 from quantlab.fanout import Conversation, fanout, lane_results
@@ -191,8 +191,8 @@ def lane_block(r: LaneResult, ep: Endpoint | None, cells: int) -> list[str]:
         tokens += " (counted)"
     lines += _wrap(f"TTFT {_ms(t.ttft_ms)} · {tps} tok/s · {tokens} tokens", cells)
     lines += _wrap(f"finish {r.finish_reason or '–'} · e2e {_ms(t.e2e_ms)}", cells)
-    if r.agreement:
-        lines += _wrap(Agreement.from_dict(r.agreement).line(), cells)
+    if agree := agreement_line(r.agreement):
+        lines += _wrap(agree, cells)
     if r.error is not None:
         lines += _wrap(f"ERROR {r.error}", cells)
     return lines

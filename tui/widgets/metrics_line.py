@@ -14,7 +14,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from quantlab.agreement import Agreement
+from quantlab.agreement.compare import agreement_line
 from quantlab.records import LaneResult
 
 SEP = (" · ", "dim")
@@ -136,8 +136,8 @@ class MetricsLine(Widget):
                 ("e2e ", "dim"),
                 (fmt_ms(t.e2e_ms), "bold"),
                 *(
-                    [("\n≈ ", "bold"), (Agreement.from_dict(r.agreement).line(), "")]
-                    if r.agreement
+                    [("\n≈ ", "bold"), (agree, "")]
+                    if (agree := agreement_line(r.agreement))
                     else []
                 ),
             ),
