@@ -65,19 +65,29 @@ PROMPTS = [
 
 
 def full_dist(client: httpx.Client, ids: list[int], vocab: int) -> tuple[int, np.ndarray, bool]:
-    """(chosen id, logprobs over the whole vocabulary, stopped at EOS) for one position."""
-    body = {"prompt": ids, "n_predict": 1, "n_probs": vocab, "temperature": 0.0}
-    body |= {"cache_prompt": True, "samplers": ["top_k"], "top_k": 1}
-    r = client.post("/completion", content=orjson.dumps(body))
-    r.raise_for_status()
-    obj = orjson.loads(r.content)
-    (pos,) = obj["completion_probabilities"]
+    """(chosen id, logprobs over the whole vocabulary, stopped at EOS) for one position.
+
+    llama.cpp sends no probabilities for a token that ends inside a UTF-8 character until
+    the character is complete: then more tokens are asked for and the first is kept."""
+    obj: dict[str, Any] = {}
+    for n_predict in (1, 4, 8):
+        body = {"prompt": ids, "n_predict": n_predict, "n_probs": vocab, "temperature": 0.0}
+        body |= {"cache_prompt": True, "samplers": ["top_k"], "top_k": 1}
+        r = client.post("/completion", content=orjson.dumps(body))
+        r.raise_for_status()
+        obj = orjson.loads(r.content)
+        if obj.get("completion_probabilities"):
+            break
+    else:
+        raise RuntimeError(f"no probabilities after 8 tokens: {str(obj)[:200]}")
+    pos = obj["completion_probabilities"][0]
     lp = np.full(vocab, -np.inf)
     tops = pos["top_logprobs"]
     lp[np.fromiter((t["id"] for t in tops), dtype=np.int64, count=len(tops))] = np.fromiter(
         (t["logprob"] for t in tops), dtype=np.float64, count=len(tops)
     )
-    return int(pos["id"]), lp, obj.get("stop_type") == "eos"
+    eos = obj.get("stop_type") == "eos" and len(obj["completion_probabilities"]) == 1
+    return int(pos["id"]), lp, eos
 
 
 def topk(lp: np.ndarray, k: int) -> dict[int, float]:
