@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from quantlab.agreement.logprobs import RawLogprobs, split_logprobs
 from quantlab.backends import Probe, detect, for_endpoint
 from quantlab.limits import ClientLimits, token_cap
 from quantlab.records import Endpoint, LaneError, LaneResult, SamplingParams
@@ -134,6 +135,7 @@ class _Stream:
         "error",
         "finish",
         "first_content",
+        "logprobs",
         "model",
         "notes",
         "on_text",
@@ -141,6 +143,7 @@ class _Stream:
         "timings",
         "token_cap",
         "usage",
+        "want_logprobs",
     )
 
     def __init__(self, on_text: Callable[[str], None] | None, token_cap: int | None) -> None:
@@ -158,6 +161,10 @@ class _Stream:
         self.token_cap = token_cap
         self.notes: list[str] = []
         self.bad_utf8 = 0  # data lines that held invalid UTF-8 (decoded with U+FFFD)
+        # choices[0].logprobs of each chunk that has them: parsed objects, or the raw JSON
+        # bytes the fast path cut out unparsed (parsed later, only as far as needed)
+        self.logprobs: list[Any] = []
+        self.want_logprobs = False
 
     def add_text(self, text: str, now: int) -> None:
         if self.first_content is None:
@@ -185,6 +192,8 @@ class _Stream:
             self.add_text(text, now)
         if choices[0].get("finish_reason") is not None:
             self.finish = str(choices[0]["finish_reason"])
+        if choices[0].get("logprobs"):
+            self.logprobs.append(choices[0]["logprobs"])
         self.done = True
         if isinstance(obj.get("usage"), dict):
             self.usage = obj["usage"]
@@ -242,21 +251,8 @@ class _Stream:
                 return True
         if self.model is None and isinstance(obj.get("model"), str):
             self.model = obj["model"]
-        if choices:
-            choice = choices[0]
-            if not isinstance(choice, dict):
-                self.error = LaneError("protocol", f"choice is not an object: {choice!r:.120}")
-                return True
-            self.arrivals.append(now)
-            delta = choice.get("delta") or {}
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if text and isinstance(text, str):
-                self.add_text(text, now)
-                if self.token_cap is not None and len(self.parts) > self.token_cap:
-                    self.cut(self.chunk_cap_reason())
-                    return True
-            if choice.get("finish_reason") is not None:
-                self.finish = str(choice["finish_reason"])
+        if choices and self._choice(choices[0], now):
+            return True
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
@@ -268,6 +264,25 @@ class _Stream:
         timings = obj.get("timings")
         if isinstance(timings, dict):
             self.timings = timings
+        return False
+
+    def _choice(self, choice: Any, now: int) -> bool:
+        """Apply a chunk's first choice (text, logprobs, finish). True to stop reading."""
+        if not isinstance(choice, dict):
+            self.error = LaneError("protocol", f"choice is not an object: {choice!r:.120}")
+            return True
+        self.arrivals.append(now)
+        delta = choice.get("delta") or {}
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if text and isinstance(text, str):
+            self.add_text(text, now)
+            if self.token_cap is not None and len(self.parts) > self.token_cap:
+                self.cut(self.chunk_cap_reason())
+                return True
+        if choice.get("logprobs"):
+            self.logprobs.append(choice["logprobs"])
+        if choice.get("finish_reason") is not None:
+            self.finish = str(choice["finish_reason"])
         return False
 
     def chunk_cap_reason(self) -> str:
@@ -457,6 +472,7 @@ class LaneClient:
         content = orjson.dumps(body)
         asked = body.get("max_completion_tokens", body.get("max_tokens"))
         st = _Stream(on_text, token_cap(asked if isinstance(asked, int) else None))
+        st.want_logprobs = bool(body.get("logprobs"))
         stall = self.limits.stall_s
         t0 = time.perf_counter_ns()
         last = t0
@@ -550,6 +566,8 @@ class LaneClient:
             arrivals = st.arrivals
             parts = st.parts
             on_text = st.on_text
+            logprobs = st.logprobs
+            want_lp = st.want_logprobs
             max_chunks = st.token_cap if st.token_cap is not None else 1 << 62
             received = 0
             last = t0
@@ -566,8 +584,11 @@ class LaneClient:
                     # subscripts (a try costs nothing in 3.11 until it raises). Anything
                     # else (role chunk, finish, usage, errors, [DONE], odd shapes) goes to
                     # st.event, which parses again: a handful of events per answer.
+                    lp = None
                     try:
-                        choice = loads(payload)["choices"][0]
+                        # logprobs are ~10x the rest of a chunk: cut out, parsed later
+                        small, lp = split_logprobs(payload) if want_lp else (payload, None)
+                        choice = loads(small)["choices"][0]
                         text = choice["delta"]["content"]
                         fast = choice["finish_reason"] is None and text.__class__ is str
                     except Exception:
@@ -577,6 +598,8 @@ class LaneClient:
                         if not parts:
                             st.first_content = last
                         parts.append(text)
+                        if lp is not None:
+                            logprobs.append(lp)
                         if on_text is not None:
                             on_text(text)
                         if len(parts) > max_chunks:
@@ -612,6 +635,7 @@ class LaneClient:
         result.finish_reason = st.finish
         result.usage = st.usage
         result.server_timings = st.timings
+        result.logprobs = RawLogprobs(st.logprobs) if st.logprobs else None
         result.error = st.error
         result.cut_off = st.cut_off
         if st.bad_utf8:

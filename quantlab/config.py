@@ -26,6 +26,7 @@ or flag and what is wrong, never a traceback. Example file::
     seed = 0
     system_prompt = "You are a helpful assistant."
     stop = ["</s>"]
+    top_logprobs = 20                  # per-token agreement with the reference; 0 = off
 
     [ui]
     theme = "default"
@@ -60,7 +61,15 @@ MAX_LANES = 4  # side-by-side columns stop being readable beyond this
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENDPOINT_KEYS = ("name", "url", "model", "role", "api_key_env", "dcgm_url")
-_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "system_prompt", "stop")
+_SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "system_prompt",
+    "stop",
+    "top_logprobs",
+)
 _UI_KEYS = ("theme", "telemetry_hz")
 #: [client] key -> ClientLimits field
 _CLIENT_KEYS = {
@@ -429,6 +438,11 @@ def _sampling_from_table(t: dict[str, Any], where: str) -> SamplingParams:
         if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
             raise ConfigError(f"{where} stop must be a list of non-empty strings")
         sp.stop = stop or None
+    if "top_logprobs" in t:  # token-level agreement: top-k asked of every lane, 0 = off
+        k = _expect(t["top_logprobs"], int, f"{where} top_logprobs", "a whole number")
+        if k < 0:
+            raise ConfigError(f"{where} top_logprobs must be 0 (off) or more")
+        sp.top_logprobs = k or None
     return sp
 
 

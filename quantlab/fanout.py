@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from quantlab.agreement.exchange import score_exchange
 from quantlab.client import LaneClient, with_system_prompt
 from quantlab.records import Exchange, LaneError, LaneResult, SamplingParams
 
@@ -97,6 +98,7 @@ async def fanout(
             await asyncio.gather(*tasks, return_exceptions=True)
     exchange.wall_ms = round((time.perf_counter_ns() - t0) / 1e6, 3)
     exchange.results = {n: done[n] for n in names}
+    await score_exchange(clients, exchange)  # token-level agreement with the reference
     if callback_errors:
         exchange.meta["on_lane_done_errors"] = callback_errors
     return exchange
@@ -173,6 +175,7 @@ def lane_results(exchange: Exchange) -> list[dict[str, Any]]:
                 "cut_off": r.cut_off,
                 "notes": list(r.notes),
                 "error": None if r.error is None else str(r.error),
+                "agreement": r.agreement,
             }
         )
     return rows

@@ -80,6 +80,9 @@ class SamplingParams:
     seed: int | None = 0
     system_prompt: str | None = None
     stop: list[str] | None = None
+    #: Top-k log-probabilities asked of every lane (token-level agreement with the
+    #: reference, quantlab/agreement/); 0 or None: not asked. 20 is vLLM's default cap.
+    top_logprobs: int | None = 20
 
     def request_fields(self) -> dict[str, Any]:
         """The JSON fields sent on every chat request (the system prompt travels as a
@@ -93,6 +96,9 @@ class SamplingParams:
             body["seed"] = self.seed
         if self.stop:
             body["stop"] = list(self.stop)
+        if self.top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs
         return body
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +212,12 @@ class LaneResult:
     cut_off: str | None = None
     #: Protocol notes: what the server sent wrong that the client worked around.
     notes: list[str] = field(default_factory=list)
+    #: Token-level agreement with the reference (quantlab.agreement.Agreement.to_dict()).
+    agreement: dict[str, Any] | None = None
+    #: The raw per-chunk ``choices[0].logprobs`` (a quantlab.agreement.logprobs.RawLogprobs),
+    #: in memory only: written as null (~1 MB an answer at k = 20); the fan-out turns them
+    #: into ``agreement`` and drops them.
+    logprobs: Any = None
 
     @property
     def ok(self) -> bool:
@@ -224,6 +236,8 @@ class LaneResult:
             "server_timings": self.server_timings,
             "cut_off": self.cut_off,
             "notes": list(self.notes),
+            "agreement": self.agreement,
+            "logprobs": None,  # never written (see the field)
         }
 
     @classmethod
@@ -240,6 +254,7 @@ class LaneResult:
             server_timings=d.get("server_timings"),
             cut_off=d.get("cut_off"),
             notes=[str(n) for n in d.get("notes") or []],
+            agreement=d.get("agreement") if isinstance(d.get("agreement"), dict) else None,
         )
 
 

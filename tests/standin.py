@@ -13,6 +13,17 @@ As in vLLM 0.26, ``/tokenize`` and ``/v1/chat/completions`` refuse a body that i
 as ``Content-Type: application/json`` (400, its validation-error shape), and ``/tokenize``
 refuses a ``model`` it does not serve (404); its answer has ``token_strs: null``.
 
+For token-level agreement it also plays a toy model: ``/tokenize`` splits on whitespace
+(ids from a per-server vocabulary; ``add_generation_prompt`` / ``continue_final_message``
+shape the chat template as vLLM's do, when sent), and ``/v1/completions`` answers
+``prompt_logprobs: k`` in vLLM's format (``choices[0].prompt_logprobs``: first entry null,
+then ``{"<id>": {"logprob", "rank", "decoded_token"}}`` with the top-k and the prompt's own
+token), and streamed chat chunks carry ``logprobs`` when ``logprobs: true`` is asked.
+The toy distribution at every position gives the prompt's own token
+``p_actual`` and alternatives ids 1000, 1001, … ``(1 - p_actual) / 2, / 4, …``: two
+stand-ins with different ``p_actual`` have a KL known by hand. Like vLLM it refuses k over
+``max_logprobs`` (20) with a 400.
+
 Use it from tests::
 
     from standin import Reply, StandIn
@@ -38,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import socket
 import struct
 import sys
@@ -151,8 +163,14 @@ class StandIn:
         max_model_len: int = 4096,
         version: str = "0.26.0",
         port: int = 0,
+        p_actual: float = 0.7,
+        max_logprobs: int = 20,
     ) -> None:
         self.script: Script = Reply() if script is None else script
+        self.p_actual = p_actual
+        self.max_logprobs = max_logprobs
+        self.vocab: dict[str, int] = {}  # the toy tokenizer's words -> ids (from 10)
+        self.completions: list[dict[str, Any]] = []  # /v1/completions bodies received
         self.model = model
         self.max_model_len = max_model_len
         self.version = version
@@ -206,6 +224,52 @@ class StandIn:
         if callable(script):
             return script(body)
         return script[min(n - 1, len(script) - 1)]
+
+    def word_ids(self, text: str) -> list[int]:
+        with self._lock:
+            return [self.vocab.setdefault(w, 10 + len(self.vocab)) for w in text.split()]
+
+    def chat_ids(self, body: dict[str, Any]) -> list[int]:
+        """The toy chat template: per message [1, role, 3, *words, 2]; the generation
+        prompt [1, 5, 3] when ``add_generation_prompt`` is sent true; the last message left
+        open (no 2) with ``continue_final_message``."""
+        roles = {"system": 4, "user": 6, "assistant": 5}
+        msgs = list(body.get("messages") or [])
+        ids: list[int] = []
+        for i, m in enumerate(msgs):
+            ids += [1, roles.get(str(m.get("role")), 7), 3, *self.word_ids(str(m.get("content")))]
+            if not (body.get("continue_final_message") and i == len(msgs) - 1):
+                ids.append(2)
+        if body.get("add_generation_prompt") is True and not body.get("continue_final_message"):
+            ids += [1, 5, 3]
+        return ids
+
+    def toy_top(self, own: int, k: int) -> list[tuple[int, float]]:
+        """(id, logprob) of the k most likely tokens where ``own`` comes next."""
+        top = [(own, math.log(self.p_actual))]
+        rest = 1.0 - self.p_actual
+        top += [(1000 + j, math.log(rest / 2 ** (j + 1))) for j in range(max(0, k - 1))]
+        return sorted(top, key=lambda t: -t[1])[: max(1, k)]
+
+    def chat_logprobs(self, token: str, k: int) -> dict[str, Any]:
+        """vLLM's chat ``logprobs`` for one streamed token, from the toy distribution:
+        ``{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}``."""
+
+        def entry(tok: str, lp: float) -> dict[str, Any]:
+            return {"token": tok, "logprob": lp, "bytes": list(tok.encode())}
+
+        top = [
+            entry(token if tid == -1 else f"<alt{tid - 1000}>", lp)
+            for tid, lp in self.toy_top(-1, k)
+        ]
+        own = entry(token, math.log(self.p_actual))
+        return {"content": [{**own, "top_logprobs": top if k else []}]}
+
+    def decode(self, tid: int) -> str:
+        for w, i in self.vocab.items():
+            if i == tid:
+                return " " + w
+        return f"<{tid}>"
 
     def metrics_text(self) -> str:
         c, m = self.counters, self.model
@@ -310,14 +374,57 @@ class _Handler(BaseHTTPRequestHandler):
                 msg = f"The model `{model}` does not exist."
                 self._send(404, self._error_body(msg, "NotFoundError", 404))
                 return
-            n = prompt_tokens(body)
-            ans = {"count": n, "max_model_len": s.max_model_len, "tokens": list(range(n))}
+            flags = ("add_generation_prompt", "continue_final_message")
+            if "messages" in body and any(f in body for f in flags):
+                ids = s.chat_ids(body)
+            elif "messages" in body:
+                ids = list(range(prompt_tokens(body)))
+            else:
+                ids = s.word_ids(str(body.get("prompt", "")))
+            ans = {"count": len(ids), "max_model_len": s.max_model_len, "tokens": ids}
             ans["token_strs"] = None
             self._send(200, _dumps(ans))
+        elif self.path == "/v1/completions":
+            self._completion(body)
         elif self.path == "/v1/chat/completions":
             self._chat(body)
         else:
             self._send(404, _dumps({"detail": "Not Found"}))
+
+    def _completion(self, body: dict[str, Any]) -> None:
+        """A non-streamed text completion; ``prompt_logprobs`` as vLLM returns them."""
+        s = self.server_ref
+        with s._lock:
+            s.completions.append(body)
+        prompt = body.get("prompt")
+        ids = prompt if isinstance(prompt, list) else s.word_ids(str(prompt or ""))
+        k = body.get("prompt_logprobs")
+        if isinstance(k, int) and k > s.max_logprobs:
+            msg = f"Requested prompt logprobs of {k}, which is greater than max allowed: "
+            self._send(400, self._error_body(msg + str(s.max_logprobs), "BadRequestError", 400))
+            return
+        max_tokens = int(body.get("max_tokens") or 16)
+        if len(ids) + max_tokens > s.max_model_len:
+            msg = f"This model's maximum context length is {s.max_model_len} tokens."
+            self._send(400, self._error_body(msg, "BadRequestError", 400))
+            return
+        plp: list[dict[str, Any] | None] | None = None
+        if isinstance(k, int) and k >= 0:
+            plp = [None]
+            for own in ids[1:]:
+                top = s.toy_top(own, k)
+                ranks = {t: r for r, (t, _) in enumerate(s.toy_top(own, k + 1), 1)}
+                entry = {
+                    str(t): {"logprob": lp, "rank": ranks.get(t, 1), "decoded_token": s.decode(t)}
+                    for t, lp in top
+                }
+                plp.append(entry)
+        choice = {"index": 0, "text": " ok", "logprobs": None, "finish_reason": "length"}
+        choice |= {"stop_reason": None, "prompt_logprobs": plp}
+        usage = {"prompt_tokens": len(ids), "total_tokens": len(ids) + 1, "completion_tokens": 1}
+        obj = {"id": "cmpl-standin", "object": "text_completion", "created": int(time.time())}
+        obj |= {"model": s.model, "choices": [choice], "usage": usage}
+        self._send(200, _dumps(obj))
 
     # ------------------------------------------------------------ the stream
 
@@ -414,8 +521,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"".join(map(frame, pending)))
             pending.clear()
 
+        want_k = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None}
+            text = delta.get("content")
+            lps = s.chat_logprobs(text, want_k) if want_k is not None and text else None
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": lps}
             choice["finish_reason"] = finish
             if finish is not None:
                 choice["stop_reason"] = None

@@ -28,6 +28,7 @@ LANE_KEYS = {
     "output_tokens",
     "tokens_per_s",
     "error",
+    "agreement",
 }
 
 
@@ -66,6 +67,8 @@ def test_json_answer_of_both_lanes(local_pair: list[Endpoint]) -> None:
         assert lane["output_tokens"] == lane["usage"]["completion_tokens"] <= 24
         assert 0 < lane["ttft_ms"] <= lane["e2e_ms"] <= out["wall_ms"]
         assert len(lane["itl_ms"]) >= 1 and lane["tokens_per_s"] > 0
+    ref, cand = out["lanes"]
+    assert ref["agreement"] is None and cand["agreement"]["method"] == "shared-prefix"
 
 
 def test_a_lane_that_is_down_fails_the_command_but_not_the_other_lane(

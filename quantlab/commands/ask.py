@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from quantlab.agreement.compare import agreement_line
 from quantlab.client import LaneClient
 from quantlab.config import ConfigError, client_limits, load_config, resolve_endpoints
 from quantlab.fanout import Conversation, lane_results
@@ -243,6 +244,8 @@ def lane_block(r: LaneResult, ep: Endpoint | None, cells: int) -> list[str]:
         lines += _wrap(r.cut_off.upper()[:1] + r.cut_off[1:], cells)
     for note in r.notes:
         lines += _wrap(f"note: {safe_line(note)}", cells)
+    if agree := agreement_line(r.agreement):
+        lines += _wrap(agree, cells)
     if r.error is not None:
         lines += _wrap(f"ERROR {safe_line(str(r.error))}", cells)
     return lines

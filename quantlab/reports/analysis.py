@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from quantlab import suite_results
+from quantlab.agreement.summary import summarize as agreement_summary
 from quantlab.lanes import reference_lane
 from quantlab.quantiles import percentile
 from quantlab.records import Exchange, Fact, LaneResult
@@ -814,6 +815,7 @@ def analyze(session: Session, *, gpu_hour_price: float | None = None, seed: int 
         "latency": latency(lat_ex, lanes),
         "failures": failures(session, lanes, reference),
         "telemetry": telemetry(session.telemetry),
+        "agreement": agreement_summary(session.exchanges, seed=seed),
     }
     from quantlab.reports.verdict import assess
 

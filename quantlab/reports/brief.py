@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from quantlab.reports import stats
+from quantlab.reports.agreement import agreement_brief
 from quantlab.reports.fmt import diff_points, num, rate_cell
 from quantlab.reports.shapes import Analysis
 from quantlab.reports.verdict import RULES, detects_meaningful_drop
@@ -248,6 +249,8 @@ def render(a: Analysis) -> str:
         lines.append("")
         if holds:
             lines += ["### Where it holds", "", *(f"- {h}" for h in holds), ""]
+        if tla := agreement_brief(a["agreement"], cand):
+            lines += ["### Token-level agreement", "", tla, ""]
         lines += ["### Checks that must pass before shipping", "", *_checks(a, cand), ""]
         lines += ["### Cost, capacity and quality", "", *_tradeoff(a, cand), ""]
     ov = a["overall"]

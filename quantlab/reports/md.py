@@ -14,6 +14,7 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
 
+from quantlab.reports.agreement import agreement_md
 from quantlab.reports.analysis import rate_phrase
 from quantlab.reports.fmt import (
     VERDICT_WORDS,
@@ -739,6 +740,7 @@ def render(a: Analysis) -> str:
         _headline,
         _compared,
         _pass_rates,
+        lambda a: agreement_md(a.get("agreement")),
         _paired,
         _groups,
         _long_context,

@@ -87,5 +87,7 @@ class Analysis(TypedDict):
     latency: dict[str, Any] | None
     failures: dict[str, Any]
     telemetry: dict[str, Any] | None
+    #: Token-level agreement per candidate (quantlab.agreement.summary), when measured.
+    agreement: dict[str, Any] | None
     verdicts: NotRequired[dict[str, CandidateVerdict]]
     headline: NotRequired[str]

@@ -42,7 +42,9 @@ class Capacity:
                         Job(
                             row=run.row(suite, tmpl, [client.name], level, i, f"@{client.name}"),
                             case=case,
-                            params=suite.case_params(tmpl),
+                            # one lane at a time: no agreement to compute, and
+                            # logprobs would cost the servers time being measured
+                            params=replace(suite.case_params(tmpl), top_logprobs=None),
                             clients=[client],
                             meta={
                                 "concurrency": level,

@@ -243,6 +243,10 @@ class ChatView(Vertical):
         ref = reference_lane(self.endpoints)
         base = exchange.results.get(ref) if ref else None
         if base is None or not base.ok or not base.timing.tokens_per_s:
+            for pane in self.panes:  # no speed ratio; the agreement row still comes
+                r = exchange.results.get(pane.lane)
+                if r is not None and r.agreement:
+                    pane.metrics.show_result(r)
             return
         for pane in self.panes:
             r = exchange.results.get(pane.lane)

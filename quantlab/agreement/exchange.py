@@ -1,0 +1,103 @@
+"""Fill each candidate lane's ``agreement`` once an exchange is complete.
+
+Called by the fan-out (the one path every prompt takes), after all lanes are done. The
+method per lane: teacher-forced when the reference and the candidate are both vLLM and
+the reference answered (the whole answer is compared), otherwise shared-prefix from the
+streamed ``top_logprobs``. A teacher-forced attempt that fails falls back to the shared
+prefix and says why in the note. The raw per-chunk logprobs are dropped afterwards: the
+session keeps the per-token results only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from quantlab.agreement import teacher
+from quantlab.agreement.compare import Agreement, shared_prefix, teacher_forced
+from quantlab.agreement.logprobs import LazyDists, TokenDist
+from quantlab.client import LaneClient
+from quantlab.records import Exchange
+
+
+def reference_lane(clients: Sequence[LaneClient]) -> str | None:
+    """The lane whose endpoint has role "reference", else the first lane."""
+    for c in clients:
+        if c.endpoint.role == "reference":
+            return c.name
+    return clients[0].name if clients else None
+
+
+async def score_exchange(
+    clients: Sequence[LaneClient], exchange: Exchange, *, reference: str | None = None
+) -> None:
+    """Set ``agreement`` on every candidate lane of ``exchange``. Never raises: a server's
+    refusal goes in the lane's note, a failure of ours in ``meta["agreement_error"]``."""
+    k = exchange.params.top_logprobs or 0
+    ref_name = reference or reference_lane(clients)
+    results = exchange.results
+    try:
+        if not k or ref_name not in results or len(results) < 2:
+            return
+        ref = results[ref_name]
+        by_name = {c.name: c for c in clients}
+        ref_dists = LazyDists(ref.logprobs or [])
+        tf = await _teacher_all(by_name, exchange, ref_name, k)
+        for lane, r in results.items():
+            if lane == ref_name:
+                continue
+            got = tf.get(lane)
+            if isinstance(got, Agreement):
+                r.agreement = got.to_dict()
+                continue
+            ag = shared_prefix(ref_dists, LazyDists(r.logprobs or []), reference=ref_name, k=k)
+            notes = [n for n in (got, ag.note) if n]
+            if not ref.ok or not r.ok:
+                notes.append("a lane failed: compared up to where it stopped")
+            ag.note = "; ".join(notes) or None
+            r.agreement = ag.to_dict()
+    except Exception as exc:  # a bug here must not lose the answers themselves
+        exchange.meta["agreement_error"] = repr(exc)
+    finally:
+        for r in results.values():
+            r.logprobs = None
+
+
+async def _teacher_all(
+    by_name: dict[str, LaneClient], exchange: Exchange, ref_name: str, k: int
+) -> dict[str, Agreement | str]:
+    """Teacher-forced agreement for every vLLM candidate; a string says why not."""
+    ref_client = by_name.get(ref_name)
+    ref = exchange.results[ref_name]
+    lanes = [
+        n
+        for n in exchange.results
+        if n != ref_name and n in by_name and by_name[n].endpoint.backend == "vllm"
+    ]
+    if not lanes or ref_client is None or ref_client.endpoint.backend != "vllm":
+        return {}
+    if not ref.ok or not ref.text:
+        return dict.fromkeys(lanes, "teacher forcing needs the reference's complete answer")
+    messages = exchange.messages.get(ref_name) or []
+    out: dict[str, Agreement | str] = {}
+    try:
+        ids, start = await teacher.answer_ids(ref_client, messages, ref.text)
+        ref_scored: list[TokenDist] = await teacher.score(ref_client, ids, start, k)
+    except teacher.TeacherError as exc:
+        return dict.fromkeys(lanes, f"teacher forcing failed on the reference: {exc}")
+
+    async def one(lane: str) -> None:
+        client = by_name[lane]
+        try:
+            cand_ids, cand_start = await teacher.answer_ids(client, messages, ref.text)
+            if (cand_ids, cand_start) != (ids, start):
+                out[lane] = "teacher forcing skipped: the servers tokenize differently"
+                return
+            scored = await teacher.score(client, ids, start, k)
+        except teacher.TeacherError as exc:
+            out[lane] = f"teacher forcing failed: {exc}"
+            return
+        out[lane] = teacher_forced(ref_scored, scored, reference=ref_name, k=k)
+
+    await asyncio.gather(*(one(n) for n in lanes))
+    return out
