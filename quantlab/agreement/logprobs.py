@@ -292,7 +292,7 @@ class LazyDists(Sequence[TokenDist]):
         self._fill(None)
         return len(self._seen)
 
-    def __getitem__(self, i: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
         self._fill(None if isinstance(i, slice) or i < 0 else i + 1)
         return self._seen[i]
 
