@@ -217,7 +217,7 @@ def test_lazy_positions_stop_reading_at_the_divergence() -> None:
 
 def test_raw_logprobs_are_never_written_to_a_session() -> None:
     import orjson
-    from quantlab.session_store import exchange_json
+    from quantlab.session.store import exchange_json
 
     from quantlab.agreement.logprobs import RawLogprobs
     from quantlab.records import Exchange, LaneResult, SamplingParams
