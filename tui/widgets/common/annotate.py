@@ -94,7 +94,8 @@ class AnnotationForm(ModalScreen[Annotation | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save", priority=True),
+        # Not priority: it must wait for the keys before it (a Space that ticks a tag).
+        Binding("ctrl+s", "save", "Save"),
         # Priority: focus moves before the next key is read (see ParamsDialog).
         Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
         Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
