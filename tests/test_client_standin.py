@@ -284,7 +284,9 @@ async def test_discover_reads_vllm_facts(standin: StandIn) -> None:
     ep = Endpoint("v", standin.url + "/")
     async with LaneClient(ep) as c:
         got = await c.discover()
-        assert await c.count_tokens(messages=HELLO) == 6
+        # The stand-in's toy chat template: [1, role, 3, *words, 2] a message, and the
+        # generation prompt [1, 5, 3] that the vLLM path asks for.
+        assert await c.count_tokens(messages=HELLO) == 6 + 3
         assert await c.count_tokens(text="three word text") == 3
     assert got is ep
     assert (ep.backend, ep.server_version, ep.max_context) == ("vllm", "0.26.0", 4096)
@@ -300,10 +302,14 @@ async def test_token_counting_sends_json_as_vllm_requires(standin: StandIn) -> N
     raw = httpx.post(standin.url + "/tokenize", content=b'{"prompt": "a b"}', trust_env=False)
     assert raw.status_code == 400 and "Unsupported Media Type" in raw.json()["error"]["message"]
     ok = httpx.post(standin.url + "/tokenize", json={"prompt": "a b"}, trust_env=False)
-    assert ok.json() == {"count": 2, "max_model_len": 4096, "tokens": [0, 1], "token_strs": None}
+    body = ok.json()
+    assert (body["count"], body["max_model_len"], body["token_strs"]) == (2, 4096, None)
+    assert len(body["tokens"]) == 2  # the toy vocabulary's ids
     standin.refused_media.clear()
     async with LaneClient(Endpoint("v", standin.url)) as c:
-        assert await c.count_tokens(messages=HELLO) == 6
+        # The stand-in's toy chat template: [1, role, 3, *words, 2] a message, and the
+        # generation prompt [1, 5, 3] that the vLLM path asks for.
+        assert await c.count_tokens(messages=HELLO) == 6 + 3
         assert await c.count_tokens(text="three word text") == 3
     assert standin.refused_media == []
 
