@@ -217,10 +217,10 @@ def test_lazy_positions_stop_reading_at_the_divergence() -> None:
 
 def test_raw_logprobs_are_never_written_to_a_session() -> None:
     import orjson
-    from quantlab.session.store import exchange_json
 
     from quantlab.agreement.logprobs import RawLogprobs
     from quantlab.records import Exchange, LaneResult, SamplingParams
+    from quantlab.session.store import exchange_json
 
     r = LaneResult("q4", text="x", logprobs=RawLogprobs([b'{"content": []}', {"content": []}]))
     ex = Exchange(prompt="p", params=SamplingParams(), results={"q4": r})
