@@ -18,7 +18,7 @@ from quantlab.records import Endpoint
 from quantlab.telemetry import nvml as nv
 from quantlab.telemetry.dcgm import BLANK_REASON, DcgmScraper, parse_dcgm
 from tui.top import TopApp
-from tui.widgets.telemetry import TelemetryPane
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 
 def _closed_port() -> int:

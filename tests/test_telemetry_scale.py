@@ -15,7 +15,7 @@ from quantlab.telemetry import nvml as nv
 from quantlab.telemetry.processes import ProcessMapper, gpu_lanes
 from quantlab.telemetry.sampler import GpuSampler
 from tui.top import TopApp
-from tui.widgets.telemetry import TelemetryPane, plan_layout
+from tui.widgets.telemetry.telemetry_pane import TelemetryPane, plan_layout
 
 #: Ports only written on the fake servers' command lines; nothing listens on them.
 TP4_PORT, TP2_PORT = 39_401, 39_402
