@@ -15,6 +15,7 @@ tok/s = the level's output tokens / its wall time (the capacity table's ``throug
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -32,12 +33,21 @@ LABELS = {
 }
 
 
+def _read(path: Path) -> Any:
+    """JSON from a file, gzipped (``.gz``) or not."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+
+
 def vllm_rows(folder: Path) -> dict[int, list[dict[str, Any]]]:
     """concurrency -> the figures of each vllm bench run at that level (file order)."""
     rows: dict[int, list[dict[str, Any]]] = {}
-    for f in sorted(folder.glob("*.json")):
-        r = json.loads(f.read_text())
-        if "max_concurrency" not in r or "output_throughput" not in r:
+    for f in sorted([*folder.glob("*.json"), *folder.glob("*.json.gz")]):
+        try:
+            r = _read(f)
+        except (ValueError, OSError):  # not a result file (e.g. this script's own output)
+            continue
+        if not isinstance(r, dict) or "max_concurrency" not in r or "output_throughput" not in r:
             continue
         rows.setdefault(int(r["max_concurrency"]), []).append(
             {
@@ -57,7 +67,7 @@ def vllm_rows(folder: Path) -> dict[int, list[dict[str, Any]]]:
 
 def quantlab_rows(session: Path, lane: str, suite: str | None) -> dict[int, dict[str, Any]]:
     """concurrency -> quantlab's figures for ``lane`` from the session's capacity run."""
-    data = json.loads(session.read_text())
+    data = _read(session)
     results = data.get("meta", {}).get("results", {})
     tables = {
         name: r for name, r in results.items() if r.get("kind") == "capacity" and lane in r["lanes"]

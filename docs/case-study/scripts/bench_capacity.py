@@ -12,12 +12,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import quantlab.runner as runner
+import quantlab.suites.kinds.capacity as capacity
+
 from quantlab.cli import main
 
-if not hasattr(runner, "_cold_case"):  # the runner moved on: say so rather than run unlike
-    sys.exit("bench_capacity.py: quantlab.runner._cold_case is gone; update this wrapper")
-_cold_case = runner._cold_case
+if not hasattr(capacity, "cold_case"):  # the suite moved on: say so rather than run unlike
+    sys.exit("bench_capacity.py: quantlab.suites.kinds.capacity.cold_case is gone; update me")
+_cold_case = capacity.cold_case
 
 
 def _fixed_length(tmpl: Any, uid: str, ep: Any) -> tuple[Any, dict[str, Any], str]:
@@ -25,7 +26,7 @@ def _fixed_length(tmpl: Any, uid: str, ep: Any) -> tuple[Any, dict[str, Any], st
     return case, {**(extra or {}), "ignore_eos": True}, mode + " + ignore_eos"
 
 
-runner._cold_case = _fixed_length
+capacity.cold_case = _fixed_length
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
