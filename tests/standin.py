@@ -380,12 +380,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"".join(map(frame, pending)))
             pending.clear()
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish: str | None = None, first: bool = False) -> bytes:
+            # The fields vLLM 0.26 sends (tests/data/vllm-0.26): the role chunk carries
+            # prompt_token_ids / prompt_text, every later choice token_ids, all null here.
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None}
             choice["finish_reason"] = finish
             if finish is not None:
                 choice["stop_reason"] = None
-            return _dumps({**head, "choices": [choice]})
+            if not first:
+                choice["token_ids"] = None
+            obj = {**head, "choices": [choice]}
+            if first:
+                obj |= {"prompt_token_ids": None, "prompt_text": None}
+            return _dumps(obj)
 
         tokens = reply.content()
         max_tokens = int(body.get("max_tokens") or 16)
@@ -393,7 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(tokens) >= max_tokens:
             tokens, finish = tokens[:max_tokens], "length"
         cut = reply.fault_after if reply.fault else None
-        event(chunk({"role": "assistant", "content": ""}))
+        event(chunk({"role": "assistant", "content": ""}, first=True))
         start = time.perf_counter() + reply.first_token_s
         last_ping = time.perf_counter()
         sent = 0
@@ -430,7 +437,10 @@ class _Handler(BaseHTTPRequestHandler):
         if opts.get("include_usage"):
             usage = {"prompt_tokens": n_prompt, "total_tokens": n_prompt + n_out}
             usage["completion_tokens"] = n_out
-            event(_dumps({**head, "choices": [], "usage": usage}))
+            fingerprint = f"vllm-{s.version}-standin"
+            event(
+                _dumps({**head, "choices": [], "usage": usage, "system_fingerprint": fingerprint})
+            )
         event(b"[DONE]")
         flush()
         self.wfile.write(b"0\r\n\r\n")
