@@ -36,7 +36,11 @@ from quantlab.sse import DONE, SSEParser
 
 #: Markers of a request that does not fit the model's context (vLLM, llama.cpp, OpenAI).
 _CONTEXT_TYPES = ("exceed_context_size_error", "context_length_exceeded")
-_CONTEXT_PHRASES = ("maximum context length", "exceeds the available context size")
+_CONTEXT_PHRASES = (
+    "maximum context length",
+    "exceeds the available context size",
+    "cannot be greater than max_model_len",  # vLLM 0.26: max_tokens alone over the context
+)
 
 Messages = list[dict[str, str]]
 

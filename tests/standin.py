@@ -523,14 +523,21 @@ class _Handler(BaseHTTPRequestHandler):
 
         want_k = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish: str | None = None, first: bool = False) -> bytes:
+            # The fields vLLM 0.26 sends (tests/data/vllm-0.26): the role chunk carries
+            # prompt_token_ids / prompt_text, every later choice token_ids, all null here.
             text = delta.get("content")
             lps = s.chat_logprobs(text, want_k) if want_k is not None and text else None
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": lps}
             choice["finish_reason"] = finish
             if finish is not None:
                 choice["stop_reason"] = None
-            return _dumps({**head, "choices": [choice]})
+            if not first:
+                choice["token_ids"] = None
+            obj = {**head, "choices": [choice]}
+            if first:
+                obj |= {"prompt_token_ids": None, "prompt_text": None}
+            return _dumps(obj)
 
         if reply.runaway:
             self._runaway(reply, event, chunk, flush)
@@ -545,7 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
         # the prefill), so it waits first_token_s too.
         if reply.first_token_s:
             s._stopping.wait(reply.first_token_s)
-        event(chunk({"role": "assistant", "content": ""}))
+        event(chunk({"role": "assistant", "content": ""}, first=True))
         start = time.perf_counter()
         last_ping = time.perf_counter()
         sent = 0
@@ -592,7 +599,10 @@ class _Handler(BaseHTTPRequestHandler):
                 s._stopping.wait(reply.usage_delay_s)
             usage = {"prompt_tokens": n_prompt, "total_tokens": n_prompt + n_out}
             usage["completion_tokens"] = n_out
-            event(_dumps({**head, "choices": [], "usage": usage}))
+            fingerprint = f"vllm-{s.version}-standin"
+            event(
+                _dumps({**head, "choices": [], "usage": usage, "system_fingerprint": fingerprint})
+            )
         event(b"[DONE]")
         flush()
         self.wfile.write(b"0\r\n\r\n")
