@@ -139,6 +139,7 @@ class _Stream:
         "error",
         "finish",
         "first_content",
+        "last_data",
         "logprobs",
         "model",
         "notes",
@@ -161,6 +162,8 @@ class _Stream:
         self.error: LaneError | None = None
         self.model: str | None = None
         self.first_content: int | None = None
+        # The last data line other than [DONE] (vLLM's benchmark ends its latency there).
+        self.last_data: int | None = None
         self.cut_off: str | None = None
         self.token_cap = token_cap
         self.notes: list[str] = []
@@ -244,6 +247,7 @@ class _Stream:
         if not isinstance(obj, dict):
             self.error = LaneError("protocol", f"data line is not a JSON object: {obj!r:.120}")
             return True
+        self.last_data = now
         choices = obj.get("choices")
         if not isinstance(choices, list):
             err = _error_from_object(obj)
@@ -652,9 +656,10 @@ class LaneClient:
         t = result.timing
         arrivals = st.arrivals
         t.last_byte_ms = round((last - t0) / 1e6, 3)
-        # vLLM's latency ends at the last chunk with choices; a failed lane's e2e is the
+        # vLLM's latency (vllm bench serve, openai-chat) ends at the last data line other
+        # than [DONE]: the usage chunk counts, [DONE] does not. A failed lane's e2e is the
         # time until it failed.
-        end = arrivals[-1] if arrivals and st.error is None else last
+        end = max(arrivals[-1], st.last_data or 0) if arrivals and st.error is None else last
         t.e2e_ms = round((end - t0) / 1e6, 3)
         if arrivals:
             t.ttft_ms = round((arrivals[0] - t0) / 1e6, 3)
@@ -668,12 +673,15 @@ class LaneClient:
         elif st.parts:
             t.output_tokens = len(st.parts)
             t.tokens_counted = True
-        # TPOT over the chunks with choices: (e2e - ttft) / (n - 1) for a complete answer;
-        # a failed lane's counts up to its last chunk, not the wait that failed it.
+        # vLLM's TPOT: (e2e - ttft) / (n - 1), with vLLM's e2e (usage chunk included); a
+        # failed lane's counts up to its last chunk, not the wait that failed it.
+        # tokens_per_s is quantlab's decode rate between the first and the last chunk with
+        # choices only, so a late usage chunk never lowers it.
         n = t.output_tokens
         if arrivals and n and n > 1 and arrivals[-1] > arrivals[0]:
+            tail = end if st.error is None else arrivals[-1]
+            t.tpot_ms = round((tail - arrivals[0]) / 1e6 / (n - 1), 4)
             span_ms = (arrivals[-1] - arrivals[0]) / 1e6
-            t.tpot_ms = round(span_ms / (n - 1), 4)
             t.tokens_per_s = round((n - 1) / (span_ms / 1e3), 3)
 
     # ---------------------------------------------------------------- tokens

@@ -192,16 +192,18 @@ def test_limits_refuse_nonsense() -> None:
 # ------------------------------------------------------------------ vLLM timing (8.3)
 
 
-async def test_a_late_usage_chunk_is_not_part_of_e2e(standin: StandIn) -> None:
+async def test_a_late_usage_chunk_counts_as_vllm_bench_counts_it(standin: StandIn) -> None:
+    """vllm bench serve (openai-chat) ends its latency at the last data line other than
+    [DONE], so a late usage chunk is in e2e and TPOT; quantlab's decode rate
+    (tokens_per_s) is taken between chunks with choices only and does not drop."""
     standin.script = Reply(tokens=["a", "b", "c"], tokens_per_s=100, usage_delay_s=0.6)
     async with client_for(standin) as c:
         r = await c.chat(HELLO, SamplingParams(max_tokens=64))
     t = r.timing
     assert r.ok and r.usage is not None and t.output_tokens == 4
     assert t.e2e_ms is not None and t.last_byte_ms is not None and t.ttft_ms is not None
-    # E2E ends at the finish chunk (the last with choices); the usage chunk came 0.6 s later.
-    assert t.last_byte_ms - t.e2e_ms >= 550
-    assert t.e2e_ms < 550
+    assert t.e2e_ms >= 550  # the usage chunk came 0.6 s after the finish chunk
+    assert t.last_byte_ms >= t.e2e_ms
     assert t.tpot_ms == pytest.approx((t.e2e_ms - t.ttft_ms) / 3, rel=1e-3)
     assert t.tokens_per_s is not None and t.tokens_per_s > 1000 / 550 * 3
 
