@@ -25,8 +25,8 @@ from quantlab.records import Endpoint, Exchange, LaneError
 from quantlab.reports import analysis, brief, csv_export, json_export, md
 from quantlab.session import Session
 from quantlab.textsafe import has_unsafe, json_safe, safe_line, safe_same_length, safe_text
-from tui.widgets.runner.compare import CompareView
 from tui.widgets.chat.stream_view import StreamView
+from tui.widgets.runner.compare import CompareView
 
 OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # writes "rm -rf ~" to the clipboard
 CLEAR = "\x1b[2J\x1b[H"
@@ -185,3 +185,44 @@ def test_an_endpoint_flag_cannot_smuggle_a_control_into_a_lane_name() -> None:
     eps[0] = Endpoint(eps[0].name, eps[0].base_url, model=f"model{CLEAR}", role="reference")
     ex.results[eps[0].name].model = None
     assert not RAW.search(ask_render(ex, eps, 140))
+
+
+class RunnerHarness(App[None]):
+    def __init__(self, pane: object) -> None:
+        super().__init__()
+        self.pane = pane
+
+    def compose(self) -> ComposeResult:
+        yield self.pane  # type: ignore[misc]
+
+
+async def test_the_runner_table_shows_a_hostile_error_and_case_id_literally() -> None:
+    """DataTable reads a str cell as markup: a server error holding ``[/INST]`` used to
+    raise MarkupError on the screen, and ``[bold]`` restyled the row."""
+    from standin import Reply, StandIn
+
+    from quantlab.records import Case, SamplingParams
+    from quantlab.runner import RunOptions
+    from quantlab.suites import Suite
+    from tui.widgets.runner.runner_pane import RunnerPane
+
+    message = f"bad template [/INST] {CLEAR} [bold]x[/bold]"
+    case = Case(id="[red]c1[/]", messages=[{"role": "user", "content": "hi"}])
+    suite = Suite(name="hostile", kind="cases", params=SamplingParams(max_tokens=4), cases=[case])
+    with StandIn(Reply(fault="http500", message=message)) as s:
+        pane = RunnerPane([Endpoint("a", s.url, role="reference")], suites=[suite], id="runner")
+        app = RunnerHarness(pane)
+        async with app.run_test(size=(160, 30)) as pilot:
+            pane.start([suite], RunOptions(discover=False))
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if pane.exchanges and pane.runner is None:
+                    break
+            await pilot.pause(0.2)
+            table = pane.query_one("#runner-table")
+            (row,) = [table.get_row(k) for k in table.rows]  # type: ignore[attr-defined]
+            shown = [str(c) for c in row]
+            assert app.is_running
+    assert shown[0] == "hostile/[red]c1[/]"
+    assert "[/INST]" in shown[-1] and "\\x1b[2J" in shown[-1] and "[bold]x[/bold]" in shown[-1]
+    assert not RAW.search("".join(shown))
