@@ -18,6 +18,7 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -455,7 +456,13 @@ class LaneClient:
         ep = self.endpoint
         result = LaneResult(lane=ep.name, model=ep.model)
         body = self.build_body(messages, params, extra_body)
-        content = orjson.dumps(body)
+        try:
+            content = orjson.dumps(body)
+        except TypeError:  # a lone surrogate: undecodable bytes (argv, a paste) in the prompt
+            content = orjson.dumps(_without_surrogates(body))
+            result.notes.append(
+                "the prompt held undecodable bytes (lone surrogates): sent as U+FFFD"
+            )
         asked = body.get("max_completion_tokens", body.get("max_tokens"))
         st = _Stream(on_text, token_cap(asked if isinstance(asked, int) else None))
         stall = self.limits.stall_s
@@ -667,7 +674,11 @@ class LaneClient:
         headers = {"Content-Type": "application/json", **self._auth()}
         try:
             req = self._http.build_request(
-                "POST", path, content=orjson.dumps(body), headers=headers, timeout=30.0
+                "POST",
+                path,
+                content=orjson.dumps(_without_surrogates(body)),
+                headers=headers,
+                timeout=30.0,
             )
             resp = await self._send(req, stream=False)
             if resp.status_code >= 400:
@@ -704,3 +715,17 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(obj: Any) -> Any:
+    """``obj`` with every lone surrogate replaced by U+FFFD (JSON must be valid UTF-8)."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {k: _without_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_without_surrogates(v) for v in obj]
+    return obj
