@@ -510,7 +510,18 @@ class LaneClient:
         if last == t0:  # failed before any byte came: e2e is the time it took to fail
             last = time.perf_counter_ns()
         self._finish(result, st, t0, last)
+        if result.error is not None:
+            result.error.message = self._without_key(result.error.message)
         return result
+
+    def _without_key(self, text: str) -> str:
+        """``text`` with this lane's API key taken out: a server that echoes a wrong key
+        ("invalid key sk-…") must not put it on the screen, in a log or a report."""
+        env = self.endpoint.api_key_env
+        key = os.environ.get(env) if env else None
+        if key and len(key) >= 4 and key in text:
+            return text.replace(key, "[redacted]")
+        return text
 
     async def _stream(self, content: bytes, st: _Stream, t0: int) -> int:
         """Send the request and read the stream into ``st``; returns the last byte's time."""
