@@ -21,7 +21,8 @@ Prints one JSON object:
 - ``exchanges``: ``planned``, ``completed`` (shown by the TUI), ``saved`` (in the session
   file, loaded again after the app closed), ``lost`` (completed but not saved, or saved
   with a lane's text different from what the TUI got: must be 0), ``not_run`` (left when
-  ``--seconds`` ran out and the run was cancelled);
+  ``--seconds`` ran out and the run was cancelled; an exchange saved just as the cancel
+  came can be in ``saved`` without reaching the table);
 - ``lanes_by_outcome``: per lane, how its answers ended (``ok``, ``ok, protocol note``,
   ``cut off by quantlab``, ``error:<kind>``), from the reloaded session;
 - ``faulty_lane_by_fault``: for each scripted fault, the faulty lane's outcomes;
@@ -129,6 +130,8 @@ def serve_faults(stall_timeout: float) -> None:
         return fault_reply(name, stall_timeout)
 
     s = StandIn(script, model="standin/faulty", max_model_len=32768)
+    # A client that resets an idle keep-alive connection is no news: no traceback on stderr.
+    s._server.handle_error = lambda *_: None  # type: ignore[method-assign]
     print(s.url, flush=True)
     try:
         s._server.serve_forever()
