@@ -18,6 +18,7 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -477,7 +478,13 @@ class LaneClient:
         ep = self.endpoint
         result = LaneResult(lane=ep.name, model=ep.model)
         body = self.build_body(messages, params, extra_body)
-        content = orjson.dumps(body)
+        try:
+            content = orjson.dumps(body)
+        except TypeError:  # a lone surrogate: undecodable bytes (argv, a paste) in the prompt
+            content = orjson.dumps(_without_surrogates(body))
+            result.notes.append(
+                "the prompt held undecodable bytes (lone surrogates): sent as U+FFFD"
+            )
         asked = body.get("max_completion_tokens", body.get("max_tokens"))
         st = _Stream(on_text, token_cap(asked if isinstance(asked, int) else None))
         st.want_logprobs = bool(body.get("logprobs"))
@@ -526,7 +533,18 @@ class LaneClient:
         if last == t0:  # failed before any byte came: e2e is the time it took to fail
             last = time.perf_counter_ns()
         self._finish(result, st, t0, last)
+        if result.error is not None:
+            result.error.message = self._without_key(result.error.message)
         return result
+
+    def _without_key(self, text: str) -> str:
+        """``text`` with this lane's API key taken out: a server that echoes a wrong key
+        ("invalid key sk-…") must not put it on the screen, in a log or a report."""
+        env = self.endpoint.api_key_env
+        key = os.environ.get(env) if env else None
+        if key and len(key) >= 4 and key in text:
+            return text.replace(key, "[redacted]")
+        return text
 
     async def _stream(self, content: bytes, st: _Stream, t0: int) -> int:  # noqa: PLR0912
         """Send the request and read the stream into ``st``; returns the last byte's time.
@@ -706,7 +724,11 @@ class LaneClient:
         headers = {"Content-Type": "application/json", **self._auth()}
         try:
             req = self._http.build_request(
-                "POST", path, content=orjson.dumps(body), headers=headers, timeout=30.0
+                "POST",
+                path,
+                content=orjson.dumps(_without_surrogates(body)),
+                headers=headers,
+                timeout=30.0,
             )
             resp = await self._send(req, stream=False)
             if resp.status_code >= 400:
@@ -743,3 +765,17 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(obj: Any) -> Any:
+    """``obj`` with every lone surrogate replaced by U+FFFD (JSON must be valid UTF-8)."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {k: _without_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_without_surrogates(v) for v in obj]
+    return obj

@@ -105,6 +105,21 @@ async def test_api_key_comes_from_the_named_environment_variable(
     assert "sekrit" not in str(ep.to_dict())
 
 
+async def test_a_server_that_echoes_the_key_does_not_put_it_in_the_error_text(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security: the key never reaches error text (the screen, ask's output, logs)."""
+    monkeypatch.setenv("QL_TEST_KEY", "sk-echo-1234567")
+    standin.script = Reply(fault="http500", status=401, message="invalid key sk-echo-1234567")
+    ep = Endpoint("lane", standin.url, api_key_env="QL_TEST_KEY")
+    async with LaneClient(ep) as c:
+        r = await c.chat(HELLO, PARAMS)
+    assert standin.headers[0]["authorization"] == "Bearer sk-echo-1234567"
+    assert r.error is not None and r.error.status == 401
+    assert r.error.message.endswith("invalid key [redacted]")
+    assert "sk-echo" not in str(r.to_dict())
+
+
 async def test_length_finish_carries_the_last_token(standin: StandIn) -> None:
     standin.script = Reply(tokens=["a", "b", "c", "d"])
     async with client_for(standin) as c:

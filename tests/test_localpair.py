@@ -479,3 +479,20 @@ def test_a_server_whose_parent_is_gone_exits_at_once(pair_files: PairFiles) -> N
         capture_output=True, timeout=30,
     )  # fmt: skip
     assert r.returncode == 3 and r.stdout == b""
+
+
+def test_the_local_servers_listen_on_loopback_only(local_pair: list[Endpoint]) -> None:
+    """Security: anything quantlab serves binds loopback unless told otherwise."""
+    import psutil
+
+    for ep in local_pair:
+        assert ep.pid is not None
+        procs = [psutil.Process(ep.pid), *psutil.Process(ep.pid).children(recursive=True)]
+        listening = [
+            c.laddr
+            for p in procs
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening, f"{ep.name}: no listening socket found"
+        assert {a.ip for a in listening} == {"127.0.0.1"}, listening

@@ -112,7 +112,7 @@ async def test_runner_pane_runs_annotates_and_judges_findings_into_the_session(
             await _wait(pilot, lambda: pane.runner is not None or len(pane.exchanges) == 2)
             await _wait(pilot, lambda: pane.runner is None and len(pane.exchanges) == 2)
             assert table.row_count == 4  # 2 cases x 2 lanes
-            statuses = {table.get_row(k)[3] for k in table.rows}
+            statuses = {str(table.get_row(k)[3]) for k in table.rows}
             assert statuses == {"done"}
             status = str(pane.query_one("#runner-status").render())
             assert "2/2" in status and "finished" in status

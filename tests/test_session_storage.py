@@ -326,3 +326,47 @@ def test_commands_refuse_bad_session_files_and_leave_them(
         assert main(["report", str(path)]) == 2
         assert expected in capsys.readouterr().err
         assert path.read_bytes() == before
+
+
+async def test_the_tui_chat_on_a_full_disk_says_so_and_keeps_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9.3 in the TUI: the save error is shown, the app goes on answering, and what
+    was saved before the disk filled still loads."""
+    from quantlab.records import Endpoint
+    from tui.app import QuantlabApp
+
+    path = tmp_path / "s.json"
+    with StandIn(Reply(tokens=["ok"])) as s:
+        store = SessionStore.open(path)
+        app = QuantlabApp(endpoints=[Endpoint("a", s.url, role="reference")], store=store)
+        async with app.run_test(size=(120, 30)) as pilot:
+            chat = app.chat
+            assert chat is not None
+
+            async def ask(prompt: str) -> None:
+                before = len(chat.exchanges)
+                chat.send(prompt)
+                for _ in range(200):
+                    await pilot.pause(0.05)
+                    if len(chat.exchanges) > before and not chat.busy:
+                        break
+                await pilot.pause(0.2)
+
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if all(p.header.status != "connecting" for p in chat.panes):
+                    break
+            await ask("first")
+            monkeypatch.setattr(fsio, "write_all", DiskFull(0))
+            await ask("second")
+            assert chat.save_errors and "disk full" in chat.save_errors[0]
+            notes = [n.message for n in app._notifications]
+            assert any("disk full" in str(m) for m in notes)
+            await ask("third")  # still answering
+            assert app.is_running and len(chat.exchanges) == 3
+            assert chat.exchanges[-1].results["a"].text == "ok"
+        monkeypatch.undo()
+        with contextlib.suppress(SessionError):
+            store.close()
+    assert [ex.prompt for ex in load_session(path).exchanges] == ["first"]

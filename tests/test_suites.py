@@ -37,6 +37,19 @@ def _user_suite(name: str, **extra: object) -> dict:
     }
 
 
+def _case(**fields: object) -> dict:
+    """One valid case, with ``fields`` changed."""
+    return {"id": "x", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+def test_every_checked_case_field_still_loads() -> None:
+    fact = {"key": "k", "value": "v", "depth": 0.25, "aliases": ["w"]}
+    ok = _case(expect=4, expect_regex="(?i)hi", format="one-line", group="g", meta={"a": 1})
+    s = parse_suite(_user_suite("mine", cases=[{**ok, "facts": [fact]}]), "mine.json")
+    (case,) = s.cases
+    assert case.expect == "4" and case.format == "one-line" and case.facts[0].aliases == ["w"]
+
+
 @pytest.fixture
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cwd and config home with no user suites in them."""
@@ -115,6 +128,25 @@ def test_case_params_merge_over_the_suite_params() -> None:
         (
             {"cases": [{"id": "x", "messages": [{"role": "assistant", "content": "hi"}]}]},
             "the last message must be the user's",
+        ),
+        ({"cases": [_case(expect_regex="(unclosed")]}, "case 'x': 'expect_regex' '(unclosed'"),
+        ({"cases": [_case(expect_regex=5)]}, "case 'x': 'expect_regex' must be a non-empty"),
+        ({"cases": [_case(expect=["a"])]}, "case 'x': 'expect' must be text or a number"),
+        ({"cases": [_case(format="yaml")]}, "case 'x': 'format' 'yaml' is not one of json"),
+        ({"cases": [_case(group=3)]}, "case 'x': 'group' must be text"),
+        ({"cases": [_case(meta=[])]}, "case 'x': 'meta' must be an object"),
+        ({"cases": [_case(params="fast")]}, "case 'x': params must be an object"),
+        ({"cases": [_case(params={"max_tokens": "8"})]}, "case 'x': params: max_tokens must be"),
+        ({"cases": [_case(expct="4")]}, "case 'x': unknown key(s) expct (known: expect,"),
+        ({"cases": [_case(facts={"k": "v"})]}, "case 'x': 'facts' must be a list"),
+        ({"cases": [_case(facts=[{"key": "k"}])]}, "case 'x': facts #1: 'value' must be"),
+        ({"cases": [_case(facts=[{"key": "k", "value": "v", "depth": 2}])]}, "'depth' must be"),
+        ({"cases": [_case(facts=[{"key": "k", "value": "v", "x": 1}])]}, "unknown key(s) x"),
+        ({"cases": [_case(id=True)]}, "case #1: 'id' must be text"),
+        ({"cases": [_case(id=" ")]}, "case #1: 'id' must not be empty"),
+        (
+            {"cases": [_case(messages=[{"role": "user", "content": "hi", "contnt": "x"}])]},
+            "case 'x': unknown key(s) contnt in a message",
         ),
     ],
 )
@@ -214,3 +246,16 @@ def test_quantlab_run_names_an_unknown_suite_without_a_traceback(tmp_path: Path)
     assert "no suite named 'nope'" in res.stderr and "Traceback" not in res.stderr
     res = _cli(["run", "sanity", "--concurrency", "0"], tmp_path, tmp_path)
     assert res.returncode == 2 and "--concurrency must be between" in res.stderr
+
+
+def test_quantlab_run_refuses_a_regex_that_does_not_compile(tmp_path: Path) -> None:
+    """Issue 9.6: refused at load with file, case id and field, exit 2, nothing sent."""
+    bad = tmp_path / "bad.json"
+    suite = _user_suite("bad")
+    suite["cases"][1]["expect_regex"] = "[0-9"
+    bad.write_text(json.dumps(suite))
+    res = _cli(["run", str(bad), "--endpoint", "a=http://127.0.0.1:9"], tmp_path, tmp_path)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert f"{bad}: case 'b': 'expect_regex' '[0-9' does not compile" in res.stderr
+    assert not list(tmp_path.glob("sessions/*.json"))

@@ -185,3 +185,91 @@ def test_an_endpoint_flag_cannot_smuggle_a_control_into_a_lane_name() -> None:
     eps[0] = Endpoint(eps[0].name, eps[0].base_url, model=f"model{CLEAR}", role="reference")
     ex.results[eps[0].name].model = None
     assert not RAW.search(ask_render(ex, eps, 140))
+
+
+class RunnerHarness(App[None]):
+    def __init__(self, pane: object) -> None:
+        super().__init__()
+        self.pane = pane
+
+    def compose(self) -> ComposeResult:
+        yield self.pane  # type: ignore[misc]
+
+
+async def test_the_runner_table_shows_a_hostile_error_and_case_id_literally() -> None:
+    """DataTable reads a str cell as markup: a server error holding ``[/INST]`` used to
+    raise MarkupError on the screen, and ``[bold]`` restyled the row."""
+    from standin import Reply, StandIn
+
+    from quantlab.records import Case, SamplingParams
+    from quantlab.runner import RunOptions
+    from quantlab.suites import Suite
+    from tui.widgets.runner.runner_pane import RunnerPane
+
+    message = f"bad template [/INST] {CLEAR} [bold]x[/bold]"
+    case = Case(id="[red]c1[/]", messages=[{"role": "user", "content": "hi"}])
+    suite = Suite(name="hostile", kind="cases", params=SamplingParams(max_tokens=4), cases=[case])
+    with StandIn(Reply(fault="http500", message=message)) as s:
+        pane = RunnerPane([Endpoint("a", s.url, role="reference")], suites=[suite], id="runner")
+        app = RunnerHarness(pane)
+        async with app.run_test(size=(160, 30)) as pilot:
+            pane.start([suite], RunOptions(discover=False))
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if pane.exchanges and pane.runner is None:
+                    break
+            await pilot.pause(0.2)
+            table = pane.query_one("#runner-table")
+            (row,) = [table.get_row(k) for k in table.rows]  # type: ignore[attr-defined]
+            shown = [str(c) for c in row]
+            assert app.is_running
+    assert shown[0] == "hostile/[red]c1[/]"
+    assert "[/INST]" in shown[-1] and "\\x1b[2J" in shown[-1] and "[bold]x[/bold]" in shown[-1]
+    assert not RAW.search("".join(shown))
+
+
+async def test_a_hostile_paste_is_kept_whole_shown_safely_sent_and_saved(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A huge multi-line paste with escape sequences, controls and an undecodable byte
+    (a lone surrogate, as surrogateescape gives it): Textual's Input kept only the first
+    line and drew ESC raw; the box now keeps every line (joined), shows controls visibly,
+    says so, and the prompt goes to the lane and into the session."""
+    from standin import Reply, StandIn
+    from textual import events
+
+    from quantlab.session import SessionStore, load_session
+    from tui.app import QuantlabApp
+
+    lines = [f"line {i} {CLEAR}{OSC52} bell\x07 \udcff end" for i in range(5000)]  # ~250 KB
+    paste = "\n".join(lines)
+    with StandIn(Reply(tokens=["ok"]), max_model_len=10**6) as s:
+        store = SessionStore.open(tmp_path / "s.json")
+        app = QuantlabApp(endpoints=[Endpoint("a", s.url, role="reference")], store=store)
+        async with app.run_test(size=(120, 30)) as pilot:
+            chat = app.chat
+            assert chat is not None
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if all(p.header.status != "connecting" for p in chat.panes):
+                    break
+            chat.prompt_box.focus()
+            app.post_message(events.Paste(paste))
+            await pilot.pause(0.2)
+            value = chat.prompt_box.value
+            drawn = "".join(seg.text for seg in chat.prompt_box.render_line(0))
+            await pilot.press("enter")
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if chat.exchanges and not chat.busy:
+                    break
+            assert app.is_running
+        store.close()
+        result = chat.exchanges[-1].results["a"]
+        sent = s.requests[-1]["messages"][-1]["content"]
+    assert value.count("line ") == 5000 and "line 4999" in value  # nothing dropped
+    assert not RAW.search(value) and not RAW.search(drawn)
+    assert "\\x1b[2J" in value and "\\x07" in value
+    assert sent == value.strip().replace("\udcff", "\ufffd")  # JSON is UTF-8: U+FFFD sent
+    assert result.ok and "undecodable bytes" in " ".join(result.notes)
+    saved = load_session(tmp_path / "s.json").exchanges
+    assert len(saved) == 1 and saved[0].results["a"].text == "ok"
+    assert saved[0].prompt.count("line ") == 5000

@@ -39,12 +39,14 @@ docs/suites.md describes the format for people.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from quantlab.detectors.answer_format import FORMATS
 from quantlab.records import Case, SamplingParams
 
 SCHEMA = "quantlab.suite/1"
@@ -183,16 +185,21 @@ def _params(raw: Any, where: str, base: SamplingParams) -> SamplingParams:
 
 
 def _case(raw: Any, i: int, where: str, suite_params: SamplingParams) -> Case:
+    """Check every field of one case (type, value, unknown keys): a mistake in a suite is
+    refused at load, with the file, the case and the field, not found later on every answer."""
     at = f"{where}: case #{i + 1}"
     if not isinstance(raw, dict):
         raise SuiteError(f"{at} must be an object")
-    if isinstance(raw.get("id"), str | int):
-        at = f"{where}: case {raw['id']!r}"
-    else:
-        raise SuiteError(f"{at}: missing 'id'")
+    case_id = raw.get("id")
+    if isinstance(case_id, bool) or not isinstance(case_id, str | int):
+        raise SuiteError(f"{at}: missing 'id'" if case_id is None else f"{at}: 'id' must be text")
+    if isinstance(case_id, str) and not case_id.strip():
+        raise SuiteError(f"{at}: 'id' must not be empty")
+    at = f"{where}: case {case_id!r}"
     unknown = sorted(set(raw) - _CASE_KEYS)
     if unknown:
-        raise SuiteError(f"{at}: unknown key(s) {', '.join(unknown)}")
+        known = ", ".join(sorted(_CASE_KEYS))
+        raise SuiteError(f"{at}: unknown key(s) {', '.join(unknown)} (known: {known})")
     msgs = raw.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise SuiteError(f"{at}: 'messages' must be a non-empty list")
@@ -203,15 +210,72 @@ def _case(raw: Any, i: int, where: str, suite_params: SamplingParams) -> Case:
             or not isinstance(m.get("content"), str)
         ):
             raise SuiteError(f"{at}: each message needs a role (system/user/assistant) and content")
+        extra = sorted(set(m) - {"role", "content", "name"})
+        if extra:
+            raise SuiteError(f"{at}: unknown key(s) {', '.join(extra)} in a message")
     if msgs[-1]["role"] != "user":
         raise SuiteError(f"{at}: the last message must be the user's")
     d = dict(raw)
-    if d.get("params"):
+    if d.get("params") is not None:
         d["params"] = _params(d["params"], f"{at}: params", suite_params).to_dict()
+    expect = d.get("expect")
+    if expect is not None and (
+        isinstance(expect, bool) or not isinstance(expect, str | int | float)
+    ):
+        raise SuiteError(f"{at}: 'expect' must be text or a number, not {type(expect).__name__}")
+    _check_regex(d.get("expect_regex"), at)
+    fmt = d.get("format")
+    if fmt is not None and (
+        not isinstance(fmt, str) or fmt.strip().lower().replace("-", "_") not in FORMATS
+    ):
+        raise SuiteError(f"{at}: 'format' {fmt!r} is not one of {', '.join(FORMATS)}")
+    if d.get("group") is not None and not isinstance(d["group"], str):
+        raise SuiteError(f"{at}: 'group' must be text")
+    if d.get("meta") is not None and not isinstance(d["meta"], dict):
+        raise SuiteError(f"{at}: 'meta' must be an object")
+    _check_facts(d.get("facts"), at)
     try:
         return Case.from_dict(d)
     except (TypeError, ValueError, KeyError) as exc:
         raise SuiteError(f"{at}: {exc}") from None
+
+
+def _check_regex(pattern: Any, at: str) -> None:
+    """``expect_regex`` must be text that compiles (as the detector will use it)."""
+    if pattern is None:
+        return
+    if not isinstance(pattern, str) or not pattern:
+        raise SuiteError(f"{at}: 'expect_regex' must be a non-empty text")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise SuiteError(f"{at}: 'expect_regex' {pattern!r} does not compile: {exc}") from None
+
+
+_FACT_KEYS = frozenset(("key", "value", "depth", "aliases"))
+
+
+def _check_facts(facts: Any, at: str) -> None:
+    if facts is None:
+        return
+    if not isinstance(facts, list):
+        raise SuiteError(f"{at}: 'facts' must be a list")
+    for j, f in enumerate(facts):
+        fat = f"{at}: facts #{j + 1}"
+        if not isinstance(f, dict):
+            raise SuiteError(f"{fat} must be an object")
+        unknown = sorted(set(f) - _FACT_KEYS)
+        if unknown:
+            raise SuiteError(f"{fat}: unknown key(s) {', '.join(unknown)}")
+        for key in ("key", "value"):
+            if not isinstance(f.get(key), str) or not f[key]:
+                raise SuiteError(f"{fat}: '{key}' must be a non-empty text")
+        depth = f.get("depth", 0.5)
+        if isinstance(depth, bool) or not isinstance(depth, int | float) or not 0 <= depth <= 1:
+            raise SuiteError(f"{fat}: 'depth' must be a number from 0 to 1")
+        aliases = f.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise SuiteError(f"{fat}: 'aliases' must be a list of texts")
 
 
 def load_suite_file(path: str | Path, origin: str = "user") -> Suite:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.message import Message
 from textual.widgets import Input
+
+from quantlab.textsafe import has_unsafe, safe_text
 
 
 class PromptBox(Input):
@@ -39,6 +41,30 @@ class PromptBox(Input):
         prompt = event.value.strip()
         if prompt:
             self.post_message(self.Send(prompt))
+
+    def _on_paste(self, event: events.Paste) -> None:
+        """Keep the whole paste. Textual's Input keeps only its first line; this box is one
+        line, so lines are joined with a space, and control characters (an escape sequence
+        copied from a web page) are put in visibly, never raw into the terminal. Says so."""
+        event.stop()
+        event.prevent_default()  # Input's own handler would insert the first line again, raw
+        text = event.text
+        if not text:
+            return
+        lines = text.splitlines()
+        joined = " ".join(line.strip() for line in lines if line.strip())
+        safe = safe_text(joined)
+        if self.selection.is_empty:
+            self.insert_text_at_cursor(safe)
+        else:
+            self.replace(safe, *self.selection)
+        notes = []
+        if len(lines) > 1:
+            notes.append(f"{len(lines)} lines joined into one (the prompt box is one line)")
+        if has_unsafe(joined):
+            notes.append("control characters shown as \\x.. escapes")
+        if notes:
+            self.notify("pasted: " + "; ".join(notes), timeout=6)
 
     def set_busy(self, busy: bool) -> None:
         """Show that an exchange is streaming (Enter then waits, Escape stops it)."""

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -38,6 +39,7 @@ from textual.widgets import (
     SelectionList,
     Static,
 )
+from textual.widgets.data_table import ColumnKey
 
 from quantlab.lanes import LaneRow, lane_row, reference_lane
 from quantlab.progress_line import eta_seconds, format_seconds
@@ -45,6 +47,7 @@ from quantlab.records import Annotation, Endpoint, Exchange, LaneResult
 from quantlab.run_summary import summarize
 from quantlab.runner import Row, RunEvent, Runner, RunOptions
 from quantlab.suites import Suite, SuiteError, catalog
+from quantlab.textsafe import safe_line
 from tui.widgets.common.annotate import open_annotation_form
 from tui.widgets.runner.compare import CompareView
 
@@ -66,6 +69,13 @@ COLUMNS = (
 NARROW = ("case", "lane", "status", "flags")
 WIDE_COLUMNS = 120
 POLL_SECONDS = 0.5
+
+
+def _cell(value: str) -> Text:
+    """A table cell as plain text: DataTable reads a str as markup, so a server's error
+    ``[/INST]`` would crash the screen and ``[bold]`` would restyle it; controls are
+    shown visibly (``\\x1b``)."""
+    return Text(safe_line(value), end="")
 
 
 def _ms(v: float | None) -> str:
@@ -311,9 +321,9 @@ class RunnerPane(Vertical):
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
-    def _shown(self, cells: list[str]) -> list[str]:
+    def _shown(self, cells: list[str]) -> list[Text]:
         by_key = dict(zip((k for k, _ in COLUMNS), cells, strict=True))
-        return [by_key[k] for k, _ in self._columns]
+        return [_cell(by_key[k]) for k, _ in self._columns]
 
     def _set_status(self, text: str) -> None:
         self._last_message = text
@@ -348,21 +358,27 @@ class RunnerPane(Vertical):
     def _put_row(self, key: str, cells: list[str], ref: tuple[str, str]) -> None:
         table = self.query_one("#runner-table", DataTable)
         if key in self._rows:
-            for col, value in zip((k for k, _ in COLUMNS), cells, strict=True):
-                self._set_cell(key, col, value)
+            old = self._texts.get(key)
+            for i, (col, value) in enumerate(zip((k for k, _ in COLUMNS), cells, strict=True)):
+                if old is None or old[i] != value:  # most cells of a row do not change
+                    self._set_cell(key, col, value)
         else:
             self._texts[key] = list(cells)
             table.add_row(*self._shown(cells), key=key)
         self._rows[key] = ref
 
     def _set_cell(self, key: str, col: str, value: str) -> None:
-        """One cell, kept for a change of columns and shown when its column is."""
+        """One cell, kept for a change of columns and shown when its column is. A column
+        only grows: Textual re-measures every cell of a column when a cell gets narrower,
+        which made a run of thousands of rows stall the screen for seconds."""
         cells = self._texts.get(key)
         if cells is not None:
             cells[[k for k, _ in COLUMNS].index(col)] = value
         if any(k == col for k, _ in self._columns):
             table = self.query_one("#runner-table", DataTable)
-            table.update_cell(key, col, value, update_width=True)
+            shown = _cell(value)
+            grow = shown.cell_len > table.columns[ColumnKey(col)].content_width
+            table.update_cell(key, col, shown, update_width=grow)
 
     # ------------------------------------------------------------------ run mode
 
