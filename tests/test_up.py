@@ -32,6 +32,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_ports(n: int) -> int:
+    """A base port with ``n`` free ports from it (``quantlab up`` gives +1 a server).
+    The ephemeral range is where other tests' servers bind, so search below it."""
+    for base in range(20000, 30000, 7):
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
 def test_fractions_must_fit_on_one_gpu() -> None:
     check_fractions([0.45, 0.40])
     with pytest.raises(VllmLaunchError, match="WHOLE GPU"):
@@ -211,7 +230,7 @@ def _namespace(flags: list[str]) -> object:
 def test_a_signal_stops_every_server_and_exits_with_its_status(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
-    port = _free_port()
+    port = _free_ports(3)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "quantlab", "up", "--port", str(port),

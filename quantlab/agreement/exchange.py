@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from quantlab.agreement import teacher
 from quantlab.agreement.compare import Agreement, shared_prefix, teacher_forced
 from quantlab.agreement.logprobs import LazyDists, TokenDist
+from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
 from quantlab.records import Exchange
 
@@ -66,15 +67,16 @@ async def score_exchange(
 async def _teacher_all(
     by_name: dict[str, LaneClient], exchange: Exchange, ref_name: str, k: int
 ) -> dict[str, Agreement | str]:
-    """Teacher-forced agreement for every vLLM candidate; a string says why not."""
+    """Teacher-forced agreement for every candidate whose server scores prompts (vLLM);
+    a string says why not."""
     ref_client = by_name.get(ref_name)
     ref = exchange.results[ref_name]
-    lanes = [
-        n
-        for n in exchange.results
-        if n != ref_name and n in by_name and by_name[n].endpoint.backend == "vllm"
-    ]
-    if not lanes or ref_client is None or ref_client.endpoint.backend != "vllm":
+
+    def scores(client: LaneClient) -> bool:
+        return for_endpoint(client.endpoint).scores_prompts
+
+    lanes = [n for n in exchange.results if n != ref_name and n in by_name and scores(by_name[n])]
+    if not lanes or ref_client is None or not scores(ref_client):
         return {}
     if not ref.ok or not ref.text:
         return dict.fromkeys(lanes, "teacher forcing needs the reference's complete answer")

@@ -78,6 +78,9 @@ class Backend(Protocol):
     metrics: MetricNames
     #: Words in a server process's command line (to map GPU processes to lanes).
     process_words: tuple[str, ...]
+    #: Scores a given text: /v1/completions with ``prompt_logprobs`` and /tokenize ids
+    #: (teacher-forced token agreement, quantlab.agreement.teacher).
+    scores_prompts: bool
 
     def matches(self, probe: Probe) -> bool:
         """Whether the discovered answers are this kind of server's."""

@@ -72,6 +72,7 @@ class LlamaCpp:
         generation_tokens=("llamacpp:tokens_predicted_total",),
     )
     process_words: tuple[str, ...] = ("llama-server", "llama_cpp", "quantlab.localpair.serve")
+    scores_prompts = False
 
     def matches(self, probe: Probe) -> bool:
         props = probe.props

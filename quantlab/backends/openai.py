@@ -31,6 +31,7 @@ class OpenAICompatible:
     metric_prefix = ""
     metrics = MetricNames()
     process_words: tuple[str, ...] = ("sglang",)
+    scores_prompts = False
 
     def matches(self, probe: Probe) -> bool:
         return True  # the fallback: asked last

@@ -57,6 +57,7 @@ class Vllm:
         preemptions=("vllm:num_preemptions_total", "vllm:num_preemptions"),
     )
     process_words: tuple[str, ...] = ("vllm",)
+    scores_prompts = True
 
     def matches(self, probe: Probe) -> bool:
         return probe.card.get("owned_by") == "vllm" or "max_model_len" in probe.card
