@@ -51,6 +51,7 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
             "in the findings list (Tab to it): confirm / dismiss / reopen a finding",
             ("c", "d", "o"),
         ),
+        ("w", "word diff: the candidate's words against the reference's", ("w",)),
     ],
     "Telemetry": [
         ("Up Down PgUp PgDn", "scroll when the GPUs do not fit", ("up", "down")),

@@ -196,7 +196,13 @@ class RunnerPane(Vertical):
         Binding("ctrl+r", "start", "Run"),
         Binding("ctrl+x", "cancel_run", "Cancel"),
         Binding("a", "annotate", "Annotate"),
-        Binding("w", "word_diff", "Word diff", tooltip="Candidate vs reference, word by word"),
+        Binding(
+            "w",
+            "word_diff",
+            "Word diff",
+            show=False,  # in the help (F1); the 80x24 footer keeps its room
+            tooltip="Candidate vs reference, word by word",
+        ),
     ]
 
     def __init__(
