@@ -31,6 +31,7 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import (
     Button,
@@ -211,10 +212,14 @@ class RunnerPane(Vertical):
         *,
         store: SessionStore | None = None,
         follow: str | Path | None = None,
+        read_only: bool = False,
         suites: Sequence[Suite] | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
+        #: Follow mode that never writes (the session browser's view): no annotate or
+        #: verdict key, whoever writes the file.
+        self.read_only = read_only and follow is not None
         if follow is None and not endpoints:
             raise ValueError("RunnerPane needs endpoints to run, or follow=PATH")
         self.endpoints = list(endpoints)
@@ -246,7 +251,8 @@ class RunnerPane(Vertical):
 
     def compose(self) -> ComposeResult:
         if self.following:
-            yield Static(f"following {self.follow_path}", id="runner-follow")
+            what = "read-only" if self.read_only else "following"
+            yield Static(Content(f"{what} {self.follow_path}"), id="runner-follow")
         else:
             if self._suites is None:
                 try:
@@ -602,7 +608,9 @@ class RunnerPane(Vertical):
     def _probe_writer(self) -> None:
         """Follow mode: is the session still written elsewhere? Annotating and verdicts
         are offered once it is not (or once this pane holds the session itself)."""
-        if self.store is not None:
+        if self.read_only:
+            busy = True
+        elif self.store is not None:
             busy = False
         else:
             from quantlab.session import writer_holds
@@ -694,6 +702,9 @@ class RunnerPane(Vertical):
         for writing once its writer has let go of it."""
         if self.store is not None:
             return self.store
+        if self.read_only:
+            self.notify("opened read-only: nothing is saved here", severity="warning")
+            return None
         if self.following:
             from quantlab.session import SessionError, SessionStore
 
@@ -718,6 +729,9 @@ class RunnerPane(Vertical):
         ex, lane = self.selected()
         if ex is None:
             self.notify("highlight a finished row first", severity="warning")
+            return
+        if self.read_only:
+            self.notify("opened read-only: nothing is saved here", severity="warning")
             return
         store = self._writer()
         if store is None and self.following:
