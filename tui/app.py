@@ -99,6 +99,7 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             Binding(str(n), f"show_tab('{tab}')", title, show=False)
             for tab, (title, _fkey, n) in TABS.items()
         ),
+        Binding("ctrl+o", "browse_sessions", "Sessions", show=False),
         Binding("q", "quit", "Quit", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -340,6 +341,14 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         first = TABS.get(self.active_tab, ("Chat", "f4", 1))[0]
         await self.push_screen(HelpScreen(first))
 
+    def action_browse_sessions(self) -> None:
+        """The session browser on this session's folder (else the default one)."""
+        from quantlab.session import DEFAULT_SESSIONS_DIR
+        from tui.widgets.common.session_browser import SessionBrowser
+
+        folder = Path(self.session_path).parent if self.session_path else DEFAULT_SESSIONS_DIR
+        self.push_screen(SessionBrowser(folder))
+
     def action_next_tab(self, step: int) -> None:
         present = [t for t in TABS if self.query(f"#{t}")]
         if self.active_tab in present:
@@ -414,6 +423,11 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             self.action_toggle_layout,
         )
         yield SystemCommand("Keys", "Every key, tab by tab (F1)", self.action_help)
+        yield SystemCommand(
+            "Sessions",
+            "Browse the saved sessions, search their prompts, open one read-only (ctrl+o)",
+            self.action_browse_sessions,
+        )
         for tab, (title, fkey, _n) in TABS.items():
             if self.query(f"#{tab}"):
                 yield SystemCommand(

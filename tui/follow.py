@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer
@@ -41,3 +42,13 @@ class FollowApp(ScreenshotMixin, App[int]):
             what="following a session another process is writing (read-only)",
             session=str(self.path),
         )
+
+    @on(RunnerPane.Followed)
+    def _followed(self, event: RunnerPane.Followed) -> None:
+        """The bar counts the exchanges read so far and says when the writer let go."""
+        what = (
+            "following a session another process is writing (read-only)"
+            if event.writing
+            else "a session no process writes now: annotate and confirm findings here"
+        )
+        self.query_one(AppBar).update_state(what=what, exchanges=event.exchanges)

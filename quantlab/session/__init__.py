@@ -100,7 +100,7 @@ from quantlab.session.model import (
     SessionWriteError,
     journal_path,
 )
-from quantlab.session.store import Durability, SessionBusy, SessionStore
+from quantlab.session.store import Durability, SessionBusy, SessionStore, writer_holds
 
 #: Where sessions go when no ``--session`` is given (relative to the current directory).
 DEFAULT_SESSIONS_DIR = Path("sessions")
@@ -131,4 +131,5 @@ __all__ = [
     "default_session_path",
     "journal_path",
     "load_session",
+    "writer_holds",
 ]

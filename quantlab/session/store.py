@@ -129,6 +129,22 @@ def _acquire_lock(path: Path) -> int | None:
         raise SessionError(f"{path}: could not lock the session ({exc.strerror or exc})") from None
 
 
+def writer_holds(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the session's write lock now (a headless run still
+    writing): a probe, taken and let go at once, for a reader deciding what to offer."""
+    p = snapshot_path(path)
+    if not lock_path(p).exists():
+        return False
+    try:
+        fd = fsio.acquire_lock(lock_path(p))
+    except fsio.LockBusy:
+        return True
+    except OSError:
+        return False
+    fsio.release_lock(lock_path(p), fd)
+    return False
+
+
 def _release_lock(path: Path, fd: int | None) -> None:
     fsio.release_lock(lock_path(path), fd)
 

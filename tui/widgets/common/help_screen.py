@@ -29,6 +29,7 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
         ),
         ("Ctrl+PgDn Ctrl+PgUp", "next / previous tab", ("ctrl+pagedown", "ctrl+pageup")),
         ("Ctrl+P", "command palette: every action, themes, screenshot", ("ctrl+p",)),
+        ("Ctrl+O", "sessions: list, search by prompt, open one read-only", ("ctrl+o",)),
         ("q", "quit, where no text box has focus", ("q",)),
         ("Ctrl+Q", "quit (servers quantlab started are stopped)", ("ctrl+q",)),
     ],
@@ -51,6 +52,7 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
             "in the findings list (Tab to it): confirm / dismiss / reopen a finding",
             ("c", "d", "o"),
         ),
+        ("w", "word diff: the candidate's words against the reference's", ("w",)),
     ],
     "Telemetry": [
         ("Up Down PgUp PgDn", "scroll when the GPUs do not fit", ("up", "down")),

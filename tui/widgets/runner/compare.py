@@ -1,6 +1,8 @@
 """CompareView: one exchange's lanes side by side, the first divergence from the reference
-lane highlighted, the detectors' findings listed (confirm with ``c``, dismiss with ``d``,
-reopen with ``o``) and the exchange's annotations shown.
+lane highlighted (or, with :meth:`CompareView.toggle_word_diff`, each candidate's words
+against the reference's: added ones underlined, removed ones struck through), the
+detectors' findings listed (confirm with ``c``, dismiss with ``d``, reopen with ``o``;
+offered only while a verdict can be saved) and the exchange's annotations shown.
 
 The view only draws and reports: a verdict on a finding is posted as
 :class:`CompareView.FindingVerdict`, and whoever owns the session saves it.
@@ -22,6 +24,7 @@ from textual.widgets.option_list import Option
 
 from quantlab.records import Annotation, Exchange, Finding, LaneResult
 from quantlab.suite_results import first_difference
+from quantlab.textdiff import counts, word_diff
 from quantlab.textsafe import safe_line, safe_same_length, safe_text
 
 SEVERITY_MARK = {"fail": "✗", "warn": "!", "info": "·"}
@@ -55,6 +58,25 @@ def highlighted_text(text: str, divergence: int | None) -> Content:
     return content.stylize("reverse", divergence, divergence + 1).stylize(
         "$text-warning", divergence + 1
     )
+
+
+#: Theme variables, never colours: the diff reads on the dark and the light themes.
+DIFF_STYLE = {"same": "", "added": "$text-success underline", "removed": "$text-error strike"}
+
+
+def diff_content(reference: str, candidate: str) -> Content:
+    """The candidate against the reference, word by word (:func:`quantlab.textdiff.word_diff`).
+    Each span's text is made safe first and styled as a span, never read as markup."""
+    spans = word_diff(reference, candidate)
+    if not spans:
+        return Content("(no text)")
+    return Content.assemble(*((safe_text(s.text), DIFF_STYLE[s.kind]) for s in spans))
+
+
+def diff_header(reference: str, candidate: str) -> str:
+    """``word diff: +3 −2 of 40 words``"""
+    c = counts(word_diff(reference, candidate))
+    return f"word diff: +{c.added} −{c.removed} of {c.same + c.removed} words"
 
 
 def finding_line(f: Finding) -> str:
@@ -136,6 +158,28 @@ class CompareView(Vertical):
         self.reference: str | None = None
         self._findings: list[Finding] = []
         self._lane_widgets: list[tuple[Static, Static]] = []  # (head, text) per lane
+        #: False while nothing can save a verdict (a followed session still being
+        #: written): the confirm/dismiss keys are not offered then.
+        self._writable = True
+        #: Word diff of each candidate against the reference instead of the highlighted
+        #: first difference (toggled by the owner's key).
+        self.word_diff = False
+        self._annotations: list[Annotation] = []
+        self._lane: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @writable.setter
+    def writable(self, value: bool) -> None:
+        self._writable = value
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "verdict":
+            return self._writable
+        return True
 
     def compose(self) -> ComposeResult:
         yield Static("select a row to compare its lanes", id="compare-title")
@@ -157,6 +201,8 @@ class CompareView(Vertical):
         )
         self.exchange = exchange
         self.reference = reference
+        self._annotations = list(annotations)
+        self._lane = lane
         title = self.query_one("#compare-title", Static)
         lanes_box = self.query_one("#compare-lanes", Horizontal)
         if exchange is None:
@@ -174,11 +220,16 @@ class CompareView(Vertical):
         for name, result in exchange.results.items():
             is_ref = name == reference
             div = None if is_ref or ref_text is None else first_difference(ref_text, result.text)
-            body = highlighted_text(result.text, div)
+            head = lane_header(result, div, is_ref)
+            if self.word_diff and not is_ref and ref_text is not None:
+                body = diff_content(ref_text, result.text)
+                head += " · " + diff_header(ref_text, result.text)
+            else:
+                body = highlighted_text(result.text, div)
             if result.error is not None:
                 error = safe_text(str(result.error))
                 body = body + Content.styled(f"\n\nERROR {error}", "$text-error")
-            columns.append((name, lane_header(result, div, is_ref), body))
+            columns.append((name, head, body))
         # The lane widgets are kept by reference: right after a rebuild they are not
         # mounted yet, and a second show() (the next row of the same exchange) must
         # update them rather than query for them.
@@ -208,6 +259,14 @@ class CompareView(Vertical):
         notes = "\n".join(annotation_line(a) for a in annotations)
         self.query_one("#compare-notes", Static).update(Content(safe_text(notes)))
 
+    def toggle_word_diff(self) -> bool:
+        """Switch between the first-difference view and the word diff; redraws the shown
+        exchange and returns the new state."""
+        self.word_diff = not self.word_diff
+        if self.exchange is not None:
+            self.show(self.exchange, self.reference, self._annotations, lane=self._lane)
+        return self.word_diff
+
     def _set_findings(self, findings: list[Finding]) -> None:
         self._findings = findings
         ol = self.query_one("#compare-findings", OptionList)
@@ -215,7 +274,6 @@ class CompareView(Vertical):
         ol.clear_options()
         if findings:
             # Content, not markup: "[confirmed]" would be read as a style tag and vanish.
-            ol.add_options(Option(Content(finding_line(f))) for f in findings)
             ol.add_options(Option(Content(safe_line(finding_line(f)))) for f in findings)
             if highlighted is not None:
                 ol.highlighted = min(highlighted, len(findings) - 1)

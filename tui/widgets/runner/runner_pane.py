@@ -5,7 +5,8 @@ Two modes:
 
 * **run** (``RunnerPane(endpoints, store=…)``): choose suites, lanes, concurrency,
   repetitions (and quick, GPU-hour price); Run (ctrl+r) starts :class:`quantlab.runner.Runner`
-  in a worker, Cancel (ctrl+x) stops it — what finished is in the session.
+  in a worker, Cancel (ctrl+x) stops it — what finished is in the session. A reopened
+  session's suite exchanges fill the table at once, to review as after a live run.
 * **follow** (``RunnerPane(follow=path)``): a :class:`quantlab.session.SessionFollower` is
   polled twice a second and the table grows as the other process writes exchanges.
 
@@ -13,8 +14,10 @@ Both show one table row per exchange and lane (case, lane, status, TTFT, tokens,
 detector flags), progress with an ETA, and under it the highlighted row's lanes side by side
 (:class:`tui.widgets.runner.compare.CompareView`). ``a`` annotates the highlighted row's exchange
 (:class:`tui.widgets.common.annotate.AnnotationForm`); findings are confirmed/dismissed in the
-compare view (``c``/``d``). Annotations and verdicts are saved to the session at once: in
-follow mode that is possible once the other process has closed the session.
+compare view (``c``/``d``); ``w`` toggles the compare view's word diff (candidate vs
+reference). Annotations and verdicts are saved to the session at once: in follow mode that
+is possible once the other process has let go of the session, and only then are those keys
+offered.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
 from textual.widgets import (
     Button,
     Checkbox,
@@ -101,6 +106,11 @@ def flags_text(
     if warnings:
         text += (" " if text else "") + f"(+{len(warnings)} warn)"
     return text
+
+
+def is_suite_exchange(ex: Exchange) -> bool:
+    """An exchange a suite run made (not a chat turn or a ``quantlab ask``)."""
+    return bool(ex.suite) or ex.source.startswith("suite:")
 
 
 def verdicts_of(result: LaneResult) -> dict[str, str]:
@@ -184,10 +194,26 @@ class RunnerPane(Vertical):
     }
     """
 
+    class Followed(Message):
+        """Follow mode read the session again: how many exchanges it holds, and whether
+        another process still writes it (for the app bar)."""
+
+        def __init__(self, exchanges: int, writing: bool) -> None:
+            super().__init__()
+            self.exchanges = exchanges
+            self.writing = writing
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "start", "Run"),
         Binding("ctrl+x", "cancel_run", "Cancel"),
         Binding("a", "annotate", "Annotate"),
+        Binding(
+            "w",
+            "word_diff",
+            "Word diff",
+            show=False,  # in the help (F1); the 80x24 footer keeps its room
+            tooltip="Candidate vs reference, word by word",
+        ),
     ]
 
     def __init__(
@@ -196,10 +222,14 @@ class RunnerPane(Vertical):
         *,
         store: SessionStore | None = None,
         follow: str | Path | None = None,
+        read_only: bool = False,
         suites: Sequence[Suite] | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
+        #: Follow mode that never writes (the session browser's view): no annotate or
+        #: verdict key, whoever writes the file.
+        self.read_only = read_only and follow is not None
         if follow is None and not endpoints:
             raise ValueError("RunnerPane needs endpoints to run, or follow=PATH")
         self.endpoints = list(endpoints)
@@ -221,6 +251,7 @@ class RunnerPane(Vertical):
         self._last_message = ""
         self._run_started: float | None = None
         self._follow_run: dict[str, Any] | None = None
+        self._writer_busy = follow is not None  # follow mode: until a probe says otherwise
 
     # ------------------------------------------------------------------ layout
 
@@ -230,7 +261,8 @@ class RunnerPane(Vertical):
 
     def compose(self) -> ComposeResult:
         if self.following:
-            yield Static(f"following {self.follow_path}", id="runner-follow")
+            what = "read-only" if self.read_only else "following"
+            yield Static(Content(f"{what} {self.follow_path}"), id="runner-follow")
         else:
             if self._suites is None:
                 try:
@@ -284,6 +316,8 @@ class RunnerPane(Vertical):
         if self.following:
             from quantlab.session import SessionFollower
 
+            self.query_one(CompareView).writable = False
+
             self._follower = SessionFollower(self.follow_path)  # type: ignore[arg-type]
             self._poll()
             self.set_interval(POLL_SECONDS, self._poll)
@@ -292,6 +326,8 @@ class RunnerPane(Vertical):
                 self.notify(f"suite not loaded: {err}", severity="warning", timeout=10)
             if self.store is None:
                 self._set_status("not saved: no session file (runs are shown here only)")
+            else:
+                self._load_saved()
 
     def on_unmount(self) -> None:
         if self._follower is not None:
@@ -463,11 +499,14 @@ class RunnerPane(Vertical):
         self.notify(f"run {state}: {len(summary.exchanges)} exchanges ({where})")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Offer Run when it can start and Cancel while a run goes (follow mode: neither)."""
+        """Offer Run when it can start and Cancel while a run goes (follow mode: neither);
+        in follow mode Annotate once the writing process has let go of the session."""
         if action == "start":
             return not self.following and self.runner is None
         if action == "cancel_run":
             return self.runner is not None
+        if action == "annotate":
+            return not self._writer_busy
         return True
 
     def _buttons(self, *, running: bool) -> None:
@@ -522,6 +561,24 @@ class RunnerPane(Vertical):
         p = ev.progress
         self._progress(p.done, p.total, p.eta_s, self._last_message)
 
+    def _load_saved(self) -> None:
+        """A reopened session: its suite exchanges fill the table, to review as after a
+        live run (a new run clears them from the table, never from the session)."""
+        session = getattr(self.store, "session", None)
+        if session is None:
+            return
+        saved = [ex for ex in session.exchanges if is_suite_exchange(ex)]
+        if not saved:
+            return
+        self.reference = reference_lane(
+            session.endpoints or self.endpoints, session.lanes, session.meta.get("runs")
+        )
+        for ex in saved:
+            self._show_exchange_rows(ex)
+        runs = len([r for r in session.meta.get("runs") or [] if isinstance(r, dict)])
+        from_runs = f" of {runs} run{'s' if runs != 1 else ''}" if runs else ""
+        self._progress(0, 0, None, f"{len(saved)} suite exchanges{from_runs} from the session")
+
     # ------------------------------------------------------------------ follow mode
 
     def _poll(self) -> None:
@@ -532,6 +589,7 @@ class RunnerPane(Vertical):
         except SessionError as exc:
             self._set_status(f"cannot read the session: {exc}")
             return
+        self._probe_writer()
         if not update:
             self._follow_progress()
             return
@@ -558,9 +616,27 @@ class RunnerPane(Vertical):
         for ex in update.exchanges:
             self._show_exchange_rows(ex)
         self._follow_progress()
+        self.post_message(self.Followed(len(self.exchanges), self._writer_busy))
         current = self.query_one(CompareView).exchange
         if current is not None:
             self._refresh_compare_if(current.id)
+
+    def _probe_writer(self) -> None:
+        """Follow mode: is the session still written elsewhere? Annotating and verdicts
+        are offered once it is not (or once this pane holds the session itself)."""
+        if self.read_only:
+            busy = True
+        elif self.store is not None:
+            busy = False
+        else:
+            from quantlab.session import writer_holds
+
+            busy = writer_holds(self.follow_path)  # type: ignore[arg-type]
+        if busy != self._writer_busy:
+            self._writer_busy = busy
+            self.query_one(CompareView).writable = not busy
+            self.refresh_bindings()
+            self.post_message(self.Followed(len(self.exchanges), busy))
 
     def _show_exchange_rows(self, ex: Exchange) -> None:
         self.exchanges[ex.id] = ex
@@ -642,6 +718,9 @@ class RunnerPane(Vertical):
         for writing once its writer has let go of it."""
         if self.store is not None:
             return self.store
+        if self.read_only:
+            self.notify("opened read-only: nothing is saved here", severity="warning")
+            return None
         if self.following:
             from quantlab.session import SessionError, SessionStore
 
@@ -658,10 +737,17 @@ class RunnerPane(Vertical):
             return self.store
         return None
 
+    def action_word_diff(self) -> None:
+        on = self.query_one(CompareView).toggle_word_diff()
+        self.notify("word diff against the reference" if on else "first difference highlighted")
+
     def action_annotate(self) -> None:
         ex, lane = self.selected()
         if ex is None:
             self.notify("highlight a finished row first", severity="warning")
+            return
+        if self.read_only:
+            self.notify("opened read-only: nothing is saved here", severity="warning")
             return
         store = self._writer()
         if store is None and self.following:
