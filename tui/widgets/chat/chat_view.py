@@ -5,7 +5,9 @@ It wires the core to the panes and adds no logic of its own: prompts go through
 send, detect, save), each lane keeps its own history in a
 :class:`quantlab.fanout.Conversation`, and every lane's result is saved to the session the
 moment that lane completes, then the whole exchange with its findings once all lanes are
-done.
+done. An exchange stopped with Esc is kept too: the finished lanes as they are, the others
+with their partial text marked stopped (the pipeline saves it); it counts as an exchange
+and is the one F3 annotates.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from quantlab.client import LaneClient
-from quantlab.fanout import Conversation
+from quantlab.fanout import Conversation, ExchangeStopped
 from quantlab.lanes import reference_lane
 from quantlab.limits import ClientLimits
 from quantlab.pipeline import send_exchange
@@ -41,6 +43,17 @@ def conversation_of(ex: Exchange) -> str | None:
     """The chat conversation an exchange belongs to (None for older or non-chat ones)."""
     conv = ex.meta.get("conversation") if isinstance(ex.meta, dict) else None
     return conv if isinstance(conv, str) else None
+
+
+def stopped_summary(exchange: Exchange, *, saved: bool) -> str:
+    """The toast after Esc: which lanes had finished, which were stopped, where it went."""
+    done = [n for n, r in exchange.results.items() if not r.stopped]
+    cut = [n for n, r in exchange.results.items() if r.stopped]
+    parts = [f"{', '.join(done)} finished" if done else "no lane had finished"]
+    if cut:
+        parts.append(f"{', '.join(cut)} stopped (partial text kept)")
+    where = "saved to the session" if saved else "kept in this chat (not in a session file)"
+    return f"stopped: {'; '.join(parts)}; {where}, F3 annotates it"
 
 
 class ChatView(Vertical):
@@ -206,6 +219,7 @@ class ChatView(Vertical):
     async def _run_exchange(self, prompt: str, params: SamplingParams) -> Exchange | None:
         messages = self.conversation.messages_for(prompt, params)
         panes = {p.lane: p for p in self.panes}
+        errors_before = len(self.save_errors)
         for pane in self.panes:
             pane.start(prompt)
 
@@ -215,20 +229,26 @@ class ChatView(Vertical):
         def on_lane_done(lane: str, result: LaneResult) -> None:
             panes[lane].finish(result)
 
-        exchange = await send_exchange(
-            self.clients,
-            messages,
-            params,
-            prompt=prompt,
-            source="chat",
-            reference=reference_lane(self.endpoints),
-            meta={"conversation": self.conversation_id},
-            on_text=on_text,
-            on_lane_done=on_lane_done,
-            store=self.store,
-            save_lanes=True,
-            write=self._save,
-        )
+        try:
+            exchange = await send_exchange(
+                self.clients,
+                messages,
+                params,
+                prompt=prompt,
+                source="chat",
+                reference=reference_lane(self.endpoints),
+                meta={"conversation": self.conversation_id},
+                on_text=on_text,
+                on_lane_done=on_lane_done,
+                store=self.store,
+                save_lanes=True,
+                write=self._save,
+                keep_stopped=True,
+            )
+        except ExchangeStopped as stopped:
+            saved = self.store is not None and len(self.save_errors) == errors_before
+            self._keep_stopped(stopped.exchange, saved=saved)
+            raise
         for pane in self.panes:
             result = exchange.results.get(pane.lane)
             if result is not None:
@@ -237,6 +257,19 @@ class ChatView(Vertical):
         self.conversation.record(exchange)
         self.exchanges.append(exchange)
         return exchange
+
+    def _keep_stopped(self, exchange: Exchange, *, saved: bool) -> None:
+        """An exchange stopped mid-answer: count it, flag its finished lanes, say the truth.
+
+        It stays out of the lanes' conversation (:meth:`Conversation.record` skips it), so
+        the next prompt is sent to every lane after the same turns."""
+        self.exchanges.append(exchange)
+        if exchange.meta.get("conversation") == self.conversation_id:  # not after Ctrl+N
+            for pane in self.panes:
+                result = exchange.results.get(pane.lane)
+                if result is not None and not result.stopped:
+                    pane.show_findings(result.findings)
+        self.notify(stopped_summary(exchange, saved=saved), timeout=8)
 
     def _show_speedups(self, exchange: Exchange) -> None:
         """Candidates' decode rate relative to the reference lane, on their metrics line."""
@@ -279,7 +312,8 @@ class ChatView(Vertical):
     # ------------------------------------------------------------------ actions
 
     def stop(self) -> bool:
-        """Cancel the streaming exchange (lanes already finished stay saved)."""
+        """Stop the streaming exchange; it is kept as it stands (see :meth:`_keep_stopped`,
+        which says what finished and what was stopped once the lanes have let go)."""
         if self._worker is None:
             return False
         self._worker.cancel()
