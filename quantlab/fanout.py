@@ -150,10 +150,15 @@ class Conversation:
     def from_exchanges(
         cls, lanes: Iterable[str | LaneClient], exchanges: Iterable[Exchange]
     ) -> Conversation:
-        """Rebuild the histories from a reopened session's exchanges, in order."""
+        """Rebuild the histories from a reopened session's exchanges, in order. An
+        exchange a later one regenerated (``meta["regenerated_from"]``) is left out, as it
+        was when the person pressed retry."""
         conv = cls(lanes)
+        exchanges = list(exchanges)
+        replaced = {ex.meta.get("regenerated_from") for ex in exchanges}
         for ex in exchanges:
-            conv.record(ex)
+            if ex.id not in replaced:
+                conv.record(ex)
         return conv
 
     def messages_for(self, prompt: str, params: SamplingParams) -> dict[str, list[dict[str, str]]]:
@@ -175,6 +180,25 @@ class Conversation:
                 continue
             self.histories[lane].append({"role": "user", "content": exchange.prompt})
             self.histories[lane].append({"role": "assistant", "content": result.text})
+
+    def forget(self, exchange: Exchange) -> bool:
+        """Take back ``exchange``'s turn where it is the last one recorded (a regenerate
+        sends its prompt again after the same earlier turns). True if any lane had it."""
+        if exchange.meta.get("stopped"):  # never recorded (see record)
+            return False
+        took = False
+        for lane in self.lanes:
+            result = exchange.results.get(lane)
+            history = self.histories[lane]
+            if result is None or not result.ok or len(history) < 2:
+                continue
+            if history[-2:] == [
+                {"role": "user", "content": exchange.prompt},
+                {"role": "assistant", "content": result.text},
+            ]:
+                del history[-2:]
+                took = True
+        return took
 
     def reset(self) -> None:
         """Start a new conversation on every lane."""

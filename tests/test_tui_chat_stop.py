@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from standin import Reply, StandIn
-from textual.widgets import Input
 
 from quantlab.records import Endpoint, SamplingParams
 from quantlab.session import SessionStore, load_session
 from tui.app import QuantlabApp
+from tui.widgets.chat.prompt_box import PromptBox
 from tui.widgets.common.annotate import AnnotationForm
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ async def test_esc_keeps_the_stopped_exchange_and_f3_annotates_it(tmp_path: Path
             while any(p.header.status == "connecting" for p in chat.panes):
                 assert loop.time() < end, "discovery did not finish"
                 await pilot.pause(0.05)
-            box = chat.query_one("#prompt", Input)
+            box = chat.query_one("#prompt", PromptBox)
             box.focus()
             box.value = "Count for me"
             await pilot.press("enter")
