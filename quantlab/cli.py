@@ -26,35 +26,96 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
-    """Flags every command understands, before or after the command name.
+#: The common flag groups (see :func:`add_common`).
+GROUP_NAMES = ("lanes", "config", "session", "theme", "limits")
+
+#: sub-command -> the common flag groups it reads; its ``--help`` shows those only.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "demo": ("config", "session", "theme", "limits"),
+    "ask": ("lanes", "config", "session", "limits"),
+    "run": ("lanes", "config", "session", "limits"),
+    "report": ("session",),
+    "detect": (),
+    "top": ("lanes", "config", "theme"),
+    "up": (),
+    "suites": (),
+    "web": ("lanes", "config", "session", "theme"),
+}
+
+#: sub-command -> examples shown at the end of its ``--help``.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "demo": ("quantlab demo", "quantlab demo --session sessions/today.json --theme light"),
+    "ask": (
+        'quantlab ask --demo "What is the capital of Australia?"',
+        "echo 'Explain RAID 5' | quantlab ask --endpoint bf16=http://gpu:8000 "
+        "--endpoint awq=http://gpu:8001 --json - | jq '.lanes[].text'",
+    ),
+    "run": (
+        "quantlab run sanity --demo --quick",
+        "quantlab run sanity distribution --endpoint bf16=http://gpu:8000 "
+        "--endpoint awq=http://gpu:8001 --fail-on warn   # gate CI",
+    ),
+    "report": (
+        "quantlab report sessions/2026-11-25T03-12-44_3f9a0c.json --format md -o report.md",
+        "quantlab report run.json --format json | jq .headline",
+    ),
+    "detect": (
+        "quantlab detect outputs.jsonl --min-severity warn",
+        "quantlab detect outputs.jsonl --summary --fail-on never > findings.jsonl",
+    ),
+    "top": ("quantlab top --demo", "quantlab top --endpoint bf16=http://gpu:8000"),
+    "up": (
+        "quantlab up --ref bf16=Qwen/Qwen2.5-1.5B-Instruct --mem 0.4 "
+        "--cand awq=Qwen/Qwen2.5-1.5B-Instruct-AWQ --mem 0.3",
+        "quantlab up --dry-run --ref Qwen/Qwen2.5-1.5B-Instruct "
+        "--cand Qwen/Qwen2.5-1.5B-Instruct-AWQ",
+    ),
+    "suites": ("quantlab suites", "quantlab suites --json | jq '.suites[].name'"),
+    "web": ("quantlab web --demo", "quantlab web top --endpoint bf16=http://gpu:8000 --port 8080"),
+}
+
+
+def add_common(
+    p: argparse.ArgumentParser, *, sub: bool = False, groups: tuple[str, ...] = GROUP_NAMES
+) -> None:
+    """The common flags of ``groups``, understood before or after the command name.
 
     On sub-commands the defaults are suppressed, so ``quantlab --endpoint a=URL ask …`` and
     ``quantlab ask --endpoint a=URL …`` mean the same: a sub-parser's default would
-    otherwise overwrite what the top-level parser already read."""
+    otherwise overwrite what the top-level parser already read. The top-level parser (the
+    chat) takes every group; a sub-command only the groups it reads (:data:`GROUPS`), so
+    its ``--help`` lists only flags that do something there."""
     d = argparse.SUPPRESS if sub else None
-    p.add_argument(
-        "--endpoint",
-        action="append",
-        default=d if sub else [],
-        metavar="NAME=URL",
-        help="a server to compare (repeatable); the first is the reference",
-    )
-    p.add_argument(
-        "--demo",
-        action="store_true",
-        default=d if sub else False,
-        help="use the local BF16 + Q4_0 llama.cpp pair",
-    )
-    p.add_argument("--session", metavar="PATH", default=d, help="session file to write or reopen")
-    p.add_argument(
-        "--config", metavar="PATH", default=d, help="quantlab.toml (default: ./quantlab.toml)"
-    )
-    p.add_argument(
-        "--theme",
-        default=d,
-        help="theme name: a built-in one or a file in ~/.config/quantlab/themes",
-    )
+    if "lanes" in groups:
+        p.add_argument(
+            "--endpoint",
+            action="append",
+            default=d if sub else [],
+            metavar="NAME=URL",
+            help="a server to compare (repeatable); the first is the reference",
+        )
+        p.add_argument(
+            "--demo",
+            action="store_true",
+            default=d if sub else False,
+            help="use the local BF16 + Q4_0 llama.cpp pair",
+        )
+    if "session" in groups:
+        p.add_argument(
+            "--session", metavar="PATH", default=d, help="session file to write or reopen"
+        )
+    if "config" in groups:
+        p.add_argument(
+            "--config", metavar="PATH", default=d, help="quantlab.toml (default: ./quantlab.toml)"
+        )
+    if "theme" in groups:
+        p.add_argument(
+            "--theme",
+            default=d,
+            help="theme name: a built-in one or a file in ~/.config/quantlab/themes",
+        )
+    if "limits" not in groups:
+        return
     limits = p.add_argument_group("server limits (default: [client] in quantlab.toml)")
     limits.add_argument(
         "--connect-timeout", type=float, metavar="S", default=d, help="seconds to connect (10)"
@@ -82,6 +143,14 @@ def add_common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     )
 
 
+def epilog(name: str) -> str | None:
+    """The examples block of a sub-command's ``--help``."""
+    lines = EXAMPLES.get(name)
+    if not lines:
+        return None
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def _resolve(target: str) -> Any:
     mod_name, _, attr = target.partition(":")
     mod = importlib.import_module(mod_name)
@@ -96,8 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (target, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        add_common(sp, sub=True)
+        sp = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_common(sp, sub=True, groups=GROUPS.get(name, GROUP_NAMES))
         if not target.startswith("tui."):
             try:
                 _resolve(target).add_arguments(sp)

@@ -7,7 +7,9 @@ definitions as vLLM's benchmark, so numbers compare with ``vllm bench serve``.
 
 Every failure is returned as a :class:`LaneError` on the :class:`LaneResult`, never
 raised: a comparison must keep going when one server misbehaves. The one exception is
-task cancellation, which closes the response and propagates.
+task cancellation, which closes the response and propagates as :class:`LaneStopped`: a
+``CancelledError`` that carries the answer as far as it came (a person who presses Esc keeps
+what was already on screen).
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ _CONTEXT_PHRASES = (
 )
 
 Messages = list[dict[str, str]]
+
+#: The message of a lane stopped before its answer ended (``LaneError`` kind "cancelled").
+STOPPED_MESSAGE = "stopped before the answer ended"
+
+
+class LaneStopped(asyncio.CancelledError):
+    """The task streaming a lane was cancelled; ``result`` holds the text that had come,
+    its timing so far and ``error`` kind "cancelled". Being a ``CancelledError``, it cancels
+    the task as a plain one does (``asyncio.timeout`` and task groups see no difference)."""
+
+    def __init__(self, result: LaneResult) -> None:
+        super().__init__(f"{result.lane}: {STOPPED_MESSAGE}")
+        self.result = result
+
 
 _TEXT_LIMIT = 500  # characters of a non-JSON error body kept in a message
 
@@ -474,7 +490,8 @@ class LaneClient:
         on_text: Callable[[str], None] | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> LaneResult:
-        """Stream one answer. Errors come back on ``result.error``; cancellation raises."""
+        """Stream one answer. Errors come back on ``result.error``; cancellation raises
+        :class:`LaneStopped` with the partial answer."""
         ep = self.endpoint
         result = LaneResult(lane=ep.name, model=ep.model)
         body = self.build_body(messages, params, extra_body)
@@ -527,6 +544,10 @@ class LaneClient:
                 st.error = LaneError("stream", f"connection broke mid-answer: {_describe(exc)}")
         except httpx.HTTPError as exc:
             st.error = LaneError("connect", f"{ep.base_url}: {_describe(exc)}")
+        except asyncio.CancelledError:
+            st.error = LaneError("cancelled", STOPPED_MESSAGE)
+            self._finish(result, st, t0, time.perf_counter_ns())
+            raise LaneStopped(result) from None
         except Exception as exc:  # e.g. an on_text callback that raised: still a value
             last = time.perf_counter_ns()
             st.error = LaneError("protocol", f"client failure: {exc!r}")

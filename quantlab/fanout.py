@@ -13,13 +13,25 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from quantlab.agreement.exchange import score_exchange
-from quantlab.client import LaneClient, with_system_prompt
+from quantlab.client import STOPPED_MESSAGE, LaneClient, LaneStopped, with_system_prompt
 from quantlab.records import Exchange, LaneError, LaneResult, SamplingParams
 
 #: Called with (lane name, text delta) as each lane's text arrives.
 OnText = Callable[[str, str], None]
 #: Called with (lane name, result) as soon as that lane is finished; may be async.
 OnLaneDone = Callable[[str, LaneResult], Awaitable[None] | None]
+
+
+class ExchangeStopped(asyncio.CancelledError):
+    """:func:`fanout` was cancelled; ``exchange`` holds every lane as far as it came: the
+    lanes that had finished as they are, the others with their partial text and
+    ``error.kind == "cancelled"`` (:attr:`LaneResult.stopped`), and ``meta["stopped"]``
+    True. A ``CancelledError``: it cancels the caller's task as a plain one does."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        stopped = [n for n, r in exchange.results.items() if r.stopped]
+        super().__init__(f"exchange stopped; lanes not finished: {', '.join(stopped) or '-'}")
+        self.exchange = exchange
 
 
 async def fanout(
@@ -41,7 +53,8 @@ async def fanout(
     the caller save each lane the moment it completes; if it raises, the error is kept
     in ``exchange.meta["on_lane_done_errors"]`` and the other lanes go on. ``extra_body``
     adds fields to every lane's request (e.g. ``{"logprobs": True}``).
-    Cancelling the call cancels every lane (their responses are closed) and re-raises.
+    Cancelling the call cancels every lane (their responses are closed) and raises
+    :class:`ExchangeStopped`, which carries the exchange as far as it came.
     """
     names = [c.name for c in clients]
     if len(set(names)) != len(names):
@@ -56,6 +69,7 @@ async def fanout(
         source=source,
     )
     done: dict[str, LaneResult] = {}
+    stopped: dict[str, LaneResult] = {}
     callback_errors: list[str] = []
 
     async def run_lane(client: LaneClient) -> None:
@@ -70,7 +84,8 @@ async def fanout(
             result = await client.chat(
                 exchange.messages[lane], params, on_text=cb, extra_body=extra_body
             )
-        except asyncio.CancelledError:
+        except LaneStopped as exc:
+            stopped[lane] = exc.result
             raise
         except Exception as exc:  # a bug (ours or a callback's) must not sink other lanes
             result = LaneResult(lane=lane, model=client.endpoint.model)
@@ -88,8 +103,11 @@ async def fanout(
 
     t0 = time.perf_counter_ns()
     tasks = [asyncio.create_task(run_lane(c), name=f"lane:{c.name}") for c in clients]
+    cancelled = False
     try:
         await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        cancelled = True
     finally:
         for t in tasks:
             if not t.done():
@@ -97,11 +115,26 @@ async def fanout(
         if any(not t.done() for t in tasks):
             await asyncio.gather(*tasks, return_exceptions=True)
     exchange.wall_ms = round((time.perf_counter_ns() - t0) / 1e6, 3)
+    if cancelled:
+        # A lane that ended keeps its result; one cut short keeps its text so far; one
+        # cancelled before its request went out has an empty stopped result.
+        for n, c in zip(names, clients, strict=True):
+            exchange.results[n] = done.get(n) or stopped.get(n) or _not_started(n, c)
+        exchange.meta["stopped"] = True
+        if callback_errors:
+            exchange.meta["on_lane_done_errors"] = callback_errors
+        raise ExchangeStopped(exchange) from None
     exchange.results = {n: done[n] for n in names}
     await score_exchange(clients, exchange)  # token-level agreement with the reference
     if callback_errors:
         exchange.meta["on_lane_done_errors"] = callback_errors
     return exchange
+
+
+def _not_started(lane: str, client: LaneClient) -> LaneResult:
+    result = LaneResult(lane=lane, model=client.endpoint.model)
+    result.error = LaneError("cancelled", STOPPED_MESSAGE)
+    return result
 
 
 class Conversation:
@@ -119,10 +152,15 @@ class Conversation:
     def from_exchanges(
         cls, lanes: Iterable[str | LaneClient], exchanges: Iterable[Exchange]
     ) -> Conversation:
-        """Rebuild the histories from a reopened session's exchanges, in order."""
+        """Rebuild the histories from a reopened session's exchanges, in order. An
+        exchange a later one regenerated (``meta["regenerated_from"]``) is left out, as it
+        was when the person pressed retry."""
         conv = cls(lanes)
+        exchanges = list(exchanges)
+        replaced = {ex.meta.get("regenerated_from") for ex in exchanges}
         for ex in exchanges:
-            conv.record(ex)
+            if ex.id not in replaced:
+                conv.record(ex)
         return conv
 
     def messages_for(self, prompt: str, params: SamplingParams) -> dict[str, list[dict[str, str]]]:
@@ -133,13 +171,36 @@ class Conversation:
 
     def record(self, exchange: Exchange) -> None:
         """Append the user turn and each lane's answer. A lane that failed keeps its
-        history unchanged (no dangling user turn), so its next prompt is well-formed."""
+        history unchanged (no dangling user turn), so its next prompt is well-formed.
+        A stopped exchange (``meta["stopped"]``) is left out on every lane: the lanes were
+        cut at different points, and a comparison needs every lane sent the same turns."""
+        if exchange.meta.get("stopped"):
+            return
         for lane in self.lanes:
             result = exchange.results.get(lane)
             if result is None or not result.ok:
                 continue
             self.histories[lane].append({"role": "user", "content": exchange.prompt})
             self.histories[lane].append({"role": "assistant", "content": result.text})
+
+    def forget(self, exchange: Exchange) -> bool:
+        """Take back ``exchange``'s turn where it is the last one recorded (a regenerate
+        sends its prompt again after the same earlier turns). True if any lane had it."""
+        if exchange.meta.get("stopped"):  # never recorded (see record)
+            return False
+        took = False
+        for lane in self.lanes:
+            result = exchange.results.get(lane)
+            history = self.histories[lane]
+            if result is None or not result.ok or len(history) < 2:
+                continue
+            if history[-2:] == [
+                {"role": "user", "content": exchange.prompt},
+                {"role": "assistant", "content": result.text},
+            ]:
+                del history[-2:]
+                took = True
+        return took
 
     def reset(self) -> None:
         """Start a new conversation on every lane."""

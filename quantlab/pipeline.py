@@ -7,7 +7,9 @@ whole. What differs between callers is passed in: what to show as text streams
 (``on_text``), what to do when a lane ends (``on_lane_done``), whether each lane is saved
 the moment it ends (``save_lanes``, the chat) or only the whole exchange (``ask``, the
 runner), and how a write runs (``write``: the runner serialises its writes, the chat shows
-a failed write instead of raising).
+a failed write instead of raising), and whether an exchange stopped mid-answer is kept
+(``keep_stopped``: the chat keeps what a person stopped with Esc; a cancelled suite run
+does not save half-answered cases).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 from quantlab.client import LaneClient, with_system_prompt
 from quantlab.detectors import detect, detect_exchange
-from quantlab.fanout import OnLaneDone, OnText, fanout
+from quantlab.fanout import ExchangeStopped, OnLaneDone, OnText, fanout
 from quantlab.records import Case, Exchange, LaneResult, SamplingParams
 
 
@@ -58,6 +60,7 @@ async def send_exchange(
     store: ExchangeStore | None = None,
     save_lanes: bool = False,
     write: Write | None = None,
+    keep_stopped: bool = False,
 ) -> Exchange:
     """Fan ``messages`` out to every lane, judge each answer, save the exchange.
 
@@ -69,6 +72,11 @@ async def send_exchange(
     lane's name (:func:`quantlab.lanes.reference_lane`); a reference that is not among the
     clients falls back to the first lane, as :func:`quantlab.detectors.detect_exchange`
     does.
+
+    Cancelled, it raises :class:`quantlab.fanout.ExchangeStopped` (a ``CancelledError``)
+    whose exchange holds the finished lanes and the stopped ones' partial text; with
+    ``keep_stopped`` that exchange is first judged (finished lanes only) and saved whole,
+    so the session has the exchange the person saw.
     """
     run_write = write or _in_thread
     # The record saved lane by lane: fanout builds the same messages (system prompt first)
@@ -109,23 +117,33 @@ async def send_exchange(
         if store is not None and save_lanes:
             await run_write(store.save_lane, draft, lane, result)
 
-    exchange = await fanout(
-        clients,
-        messages,
-        params,
-        prompt=prompt,
-        on_text=on_text,
-        source=source,
-        on_lane_done=lane_done,
-        extra_body=extra_body,
-    )
-    exchange.id, exchange.started_at = draft.id, draft.started_at
-    exchange.suite, exchange.case_id = draft.suite, draft.case_id
-    exchange.meta.update(draft.meta)
+    async def finish(exchange: Exchange) -> None:
+        exchange.id, exchange.started_at = draft.id, draft.started_at
+        exchange.suite, exchange.case_id = draft.suite, draft.case_id
+        exchange.meta.update(draft.meta)
+        try:  # stopped lanes are not judged (not ok); finished ones are
+            detect_exchange(exchange, case=case, reference_lane=ref)
+        except Exception as exc:  # a detector bug must not lose the answers themselves
+            exchange.meta["detector_error"] = repr(exc)
+        if store is not None:
+            await run_write(store.append_exchange, exchange)
+
     try:
-        detect_exchange(exchange, case=case, reference_lane=ref)
-    except Exception as exc:  # a detector bug must not lose the answers themselves
-        exchange.meta["detector_error"] = repr(exc)
-    if store is not None:
-        await run_write(store.append_exchange, exchange)
+        exchange = await fanout(
+            clients,
+            messages,
+            params,
+            prompt=prompt,
+            on_text=on_text,
+            source=source,
+            on_lane_done=lane_done,
+            extra_body=extra_body,
+        )
+    except ExchangeStopped as stopped:
+        if keep_stopped:
+            # The cancellation was delivered; this one write still runs (a second cancel
+            # would interrupt the wait, not the write already in its thread).
+            await finish(stopped.exchange)
+        raise
+    await finish(exchange)
     return exchange

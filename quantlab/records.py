@@ -223,6 +223,12 @@ class LaneResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped (Esc, a cancelled run) before the answer ended: ``text`` is what had
+        come. Kept in the session as ``error.kind == "cancelled"``; reports do not judge it."""
+        return self.error is not None and self.error.kind == "cancelled"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "lane": self.lane,

@@ -32,14 +32,21 @@ LANE_KEYS = {
 }
 
 
-def ask(*argv: str, columns: int = 120) -> subprocess.CompletedProcess[str]:
+def ask(
+    *argv: str, columns: int = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``quantlab ask``; without ``cwd`` or ``--session`` it adds ``--no-save`` (every
+    ask is logged by default: not into the checkout's sessions/ folder from a test)."""
     env = {**os.environ, "COLUMNS": str(columns)}
+    if cwd is None and "--session" not in argv and "--no-save" not in argv:
+        argv = ("--no-save", *argv)
     return subprocess.run(
         [sys.executable, "-m", "quantlab", "ask", *argv],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
+        cwd=cwd,
     )
 
 
@@ -145,3 +152,34 @@ def test_session_exchange_has_the_detectors_findings(
     for lane, r in ex.results.items():
         assert r.finish_reason == "length", lane
         assert "truncation" in {f.detector for f in r.findings}, (lane, r.findings)
+
+
+def test_every_ask_is_logged_to_the_sessions_folder_unless_no_save(
+    local_pair: list[Endpoint], tmp_path: Path
+) -> None:
+    """As ``llm`` logs every prompt: a plain ask leaves a session file in ./sessions and
+    says where on stderr in one line; --no-save leaves nothing."""
+    from quantlab.session import load_session
+
+    p = ask("--json", "--max-tokens", "6", *flags(local_pair), "Name a colour.", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (path,) = (tmp_path / "sessions").glob("*.json")
+    logged = [line for line in p.stderr.splitlines() if "logged to" in line]
+    assert logged == [f"quantlab ask: logged to {Path('sessions') / path.name}"]
+    (ex,) = load_session(path).exchanges
+    assert ex.prompt == "Name a colour." and ex.source == "ask"
+    assert [lane["text"] for lane in json.loads(p.stdout)["lanes"]] == [
+        r.text for r in ex.results.values()
+    ]
+
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    p = ask("--no-save", "--max-tokens", "6", *flags(local_pair), "Name a colour.", cwd=quiet)
+    assert p.returncode == 0, p.stderr
+    assert list(quiet.iterdir()) == [] and "logged" not in p.stderr
+
+
+def test_no_save_with_session_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    p = ask("--no-save", "--session", str(tmp_path / "s.json"), "--endpoint", "a=http://h:1", "hi")
+    assert p.returncode == 2 and "contradict" in p.stderr
+    assert not (tmp_path / "s.json").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,39 @@ def test_a_command_whose_imports_fail_names_the_missing_package(
     err = capsys.readouterr().err
     assert "rapidfuzz_not_installed_here" in err and "missing" in err
     assert "unrecognized" not in err
+
+
+GROUP_FLAGS = {
+    "lanes": ("--endpoint", "--demo"),
+    "config": ("--config",),
+    "session": ("--session",),
+    "theme": ("--theme",),
+    "limits": ("--connect-timeout", "--stall-timeout", "--total-timeout", "--max-answer-bytes"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_help_shows_only_the_flags_its_command_uses_and_examples(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from quantlab.cli import GROUPS
+
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([name, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    words = set(text.replace(",", " ").replace("[", " ").replace("]", " ").split())
+    for group, flags in GROUP_FLAGS.items():
+        for flag in flags:
+            assert (flag in words) == (group in GROUPS[name]), (name, flag)
+    examples = text.split("examples:\n", 1)[1].splitlines()
+    assert 1 <= len(examples) <= 2 and all(re.search(rf"quantlab {name}\b", e) for e in examples)
+
+
+def test_a_flag_the_command_does_not_use_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from quantlab.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["detect", "x.jsonl", "--endpoint", "a=http://h:1"])
+    assert done.value.code == 2
+    assert "unrecognized arguments: --endpoint" in capsys.readouterr().err

@@ -218,7 +218,7 @@ def test_ask_with_a_short_stall_timeout_fails_a_hung_lane_fast_and_says_why() ->
         hung = f"http://127.0.0.1:{sock.getsockname()[1]}"
         started = time.monotonic()
         flags = ["--endpoint", f"ok={ok.url}", "--endpoint", f"hung={hung}"]
-        flags += ["--stall-timeout", "0.5", "--json"]
+        flags += ["--stall-timeout", "0.5", "--json", "--no-save"]
         proc = subprocess.run(
             [sys.executable, "-m", "quantlab", "ask", *flags, "hi"],
             capture_output=True,

@@ -33,7 +33,9 @@ def write(tmp_path: Path, lines: list[object]) -> Path:
 
 def test_recorded_pair_outputs(capsys: pytest.CaptureFixture[str]) -> None:
     rc, rows, err = run_cli(capsys, str(DATA))
-    assert rc == 0, err
+    # The Q4_0 lane has fail findings: the default gate (--fail-on fail) exits 1.
+    assert rc == 1, err
+    assert err.startswith("quantlab detect: ") and "q4_0: " in err and "exit status 1" in err
     assert rows and all(set(r) == KEYS for r in rows)
     assert {r["lane"] for r in rows} == {"bf16", "q4_0"}
     # bf16 is the first lane: the reference, never compared with itself.
@@ -54,7 +56,7 @@ def test_first_lane_is_the_reference_whatever_its_name(
         "alpha": {"text": "2 + 2 = 5.", "finish_reason": "stop"},
         "mid": {"text": "2 + 2 = 4.", "finish_reason": "stop"},
     }
-    rc, rows, _ = run_cli(capsys, str(write(tmp_path, [rec])))
+    rc, rows, _ = run_cli(capsys, str(write(tmp_path, [rec])), "--fail-on", "never")
     assert rc == 0
     assert {(r["lane"], r["detector"]) for r in rows} == {
         ("alpha", "expected_answer"),
@@ -76,7 +78,7 @@ def test_record_checks_map_to_the_case(capsys: pytest.CaptureFixture[str], tmp_p
         "ref": {"text": "The code is 4417 and the fruit is mango.", "finish_reason": "stop"},
         "cand": {"text": "The code is 4471.\nThe fruit is", "finish_reason": "length"},
     }
-    rc, rows, _ = run_cli(capsys, str(write(tmp_path, [rec])))
+    rc, rows, _ = run_cli(capsys, str(write(tmp_path, [rec])), "--fail-on", "never")
     assert rc == 0
     cand = {r["detector"]: r for r in rows if r["lane"] == "cand"}
     assert set(cand) == {"truncation", "fact_recall", "expected_answer", "format", "divergence"}
@@ -126,16 +128,16 @@ def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 
 def test_filters(capsys: pytest.CaptureFixture[str]) -> None:
     rc, rows, _ = run_cli(capsys, str(DATA), "--min-severity", "fail")
-    assert rc == 0 and rows and {r["severity"] for r in rows} == {"fail"}
+    assert rc == 1 and rows and {r["severity"] for r in rows} == {"fail"}
     rc, rows, err = run_cli(capsys, str(DATA), "--detector", "truncation", "--summary")
-    assert rc == 0 and {r["detector"] for r in rows} == {"truncation"}
+    assert rc in (0, 1) and {r["detector"] for r in rows} == {"truncation"}
     assert "truncation" in err and "findings per lane" in err
 
 
 def test_stdin_through_the_real_entry_point() -> None:
     rec = {"id": "s", "ref": {"text": "Paris."}, "cand": {"text": "so far away, " * 6}}
     proc = subprocess.run(
-        [sys.executable, "-m", "quantlab", "detect", "-"],
+        [sys.executable, "-m", "quantlab", "detect", "-", "--fail-on", "never"],
         input=json.dumps(rec) + "\n",
         capture_output=True,
         text=True,
@@ -145,3 +147,51 @@ def test_stdin_through_the_real_entry_point() -> None:
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in io.StringIO(proc.stdout)]
     assert ("cand", "repetition") in {(r["lane"], r["detector"]) for r in rows}
+
+
+TRUNCATED = {  # a warn finding only (truncation), nothing at fail
+    "id": "t",
+    "max_tokens": 8,
+    "ref": {"text": "Paris is the capital of France.", "finish_reason": "stop"},
+    "cand": {"text": "Paris is the capital of", "finish_reason": "length"},
+}
+LOOPING = {"id": "loop", "ref": {"text": "Paris."}, "cand": {"text": "so far away, " * 8}}
+CLEAN = {"id": "ok", "ref": {"text": "Paris."}, "cand": {"text": "Paris."}}
+
+
+@pytest.mark.parametrize(
+    ("records", "flag", "status"),
+    [
+        ([CLEAN], [], 0),
+        ([CLEAN, TRUNCATED], [], 0),
+        ([CLEAN, TRUNCATED], ["--fail-on", "warn"], 1),
+        ([CLEAN, LOOPING], [], 1),
+        ([CLEAN, LOOPING], ["--fail-on", "never"], 0),
+        ([LOOPING, "{not json"], [], 2),  # bad input says so first
+    ],
+)
+def test_fail_on_gates_the_exit_status(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    records: list[object],
+    flag: list[str],
+    status: int,
+) -> None:
+    rc, _rows, err = run_cli(capsys, str(write(tmp_path, records)), *flag)
+    assert rc == status, err
+    gate = [line for line in err.splitlines() if "exit status 1" in line]
+    assert len(gate) == (1 if status == 1 else 0)
+    if status == 1:
+        assert "cand: " in gate[0] and "--fail-on never" in gate[0]
+
+
+def test_fail_on_is_in_the_help_and_only_detects_own_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    out = capsys.readouterr().out
+    assert "--fail-on {warn,fail,never}" in out and "examples:" in out
+    # The lane, session and theme flags do nothing here: not offered.
+    for flag in ("--endpoint", "--session", "--theme", "--stall-timeout"):
+        assert flag not in out

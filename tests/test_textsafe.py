@@ -231,7 +231,7 @@ async def test_the_runner_table_shows_a_hostile_error_and_case_id_literally() ->
 async def test_a_hostile_paste_is_kept_whole_shown_safely_sent_and_saved(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A huge multi-line paste with escape sequences, controls and an undecodable byte
     (a lone surrogate, as surrogateescape gives it): Textual's Input kept only the first
-    line and drew ESC raw; the box now keeps every line (joined), shows controls visibly,
+    line and drew ESC raw; the box now keeps every line, shows controls visibly,
     says so, and the prompt goes to the lane and into the session."""
     from standin import Reply, StandIn
     from textual import events

@@ -21,6 +21,7 @@ from quantlab.session import SessionStore, load_session
 from tui.app import QuantlabApp
 from tui.widgets.chat.chat_view import ChatView
 from tui.widgets.chat.params_dialog import ParamsDialog
+from tui.widgets.chat.prompt_box import PromptBox
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ async def ready(pilot: Pilot, app: QuantlabApp, timeout: float = 30.0) -> ChatVi
 
 async def ask(pilot: Pilot, chat: ChatView, prompt: str, timeout: float = 120.0) -> None:
     """Type ``prompt`` into the prompt box, press Enter, wait until every lane is done."""
-    box = chat.query_one("#prompt", Input)
+    box = chat.query_one("#prompt", PromptBox)
     box.focus()
     box.value = prompt
     before = len(chat.exchanges)

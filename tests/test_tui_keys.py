@@ -27,6 +27,7 @@ from tui.state import UiState, load_state, save_state
 from tui.theme import choose_themes, load_app_themes
 from tui.widgets.chat.params_bar import ParamsBar
 from tui.widgets.chat.params_dialog import ParamsDialog
+from tui.widgets.chat.prompt_box import PromptBox
 from tui.widgets.common.annotate import AnnotationForm
 from tui.widgets.common.help_screen import KEY_SECTIONS, HelpScreen
 from tui.widgets.runner.compare import CompareView
@@ -124,7 +125,7 @@ async def test_keys_typed_in_one_burst_after_f2_land_in_the_fields() -> None:
         assert dialog.query_one("#param-temperature", Input).value == "0.7"
         assert dialog.query_one("#param-top_p", Input).value == "0.9"
         await pilot.press("escape")
-        assert app.query_one("#prompt", Input).value == ""  # nothing went behind the dialog
+        assert app.query_one("#prompt", PromptBox).value == ""  # nothing went behind the dialog
 
 
 async def test_a_paste_right_after_f2_lands_in_the_first_field() -> None:
@@ -140,7 +141,7 @@ async def test_a_paste_right_after_f2_lands_in_the_first_field() -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert app.chat is not None and app.chat.params.temperature == pytest.approx(0.3)
-        assert app.query_one("#prompt", Input).value == ""
+        assert app.query_one("#prompt", PromptBox).value == ""
 
 
 # ------------------------------------------------------------------ tabs, help, q
@@ -183,7 +184,7 @@ async def test_tab_keys_switch_tabs_move_focus_and_show_in_the_footer() -> None:
         assert app.active_tab == "tab-chat" and app.focused is app.query_one("#prompt")
         await pilot.press("2")  # typed into the prompt, not a tab switch
         assert app.active_tab == "tab-chat"
-        assert app.query_one("#prompt", Input).value == "2"
+        assert app.query_one("#prompt", PromptBox).value == "2"
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Go to the Runner tab", "Go to the Telemetry tab", "Keys"} <= set(titles)
 
@@ -194,7 +195,7 @@ async def test_help_opens_with_f1_and_question_mark_and_lists_every_tab() -> Non
         await pilot.pause()
         await pilot.press("question_mark")  # in the prompt: a character
         assert not isinstance(app.screen, HelpScreen)
-        assert app.query_one("#prompt", Input).value == "?"
+        assert app.query_one("#prompt", PromptBox).value == "?"
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -219,7 +220,7 @@ async def test_q_types_in_the_prompt_and_quits_elsewhere() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await pilot.press("q")
-        assert app.query_one("#prompt", Input).value == "q" and app.is_running
+        assert app.query_one("#prompt", PromptBox).value == "q" and app.is_running
         await pilot.press("f6")
         await pilot.pause()
         await pilot.press("q")

@@ -28,8 +28,14 @@ def test_bad_endpoint_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_demo_refuses_endpoints(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--endpoint", "a=http://127.0.0.1:9"]) == 2
+    # Before the command name the flag is read (the chat's), and demo says why it refuses.
+    assert main(["--endpoint", "a=http://127.0.0.1:9", "demo"]) == 2
     assert "demo uses the local pair" in capsys.readouterr().err
+    # After it, demo does not take --endpoint at all (its --help does not offer it).
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--endpoint", "a=http://127.0.0.1:9"])
+    assert done.value.code == 2
+    assert "unrecognized arguments: --endpoint" in capsys.readouterr().err
 
 
 def test_a_file_that_is_not_a_session_is_refused_untouched(

@@ -7,11 +7,11 @@ import asyncio
 from pathlib import Path
 
 from standin import Reply, StandIn
-from textual.widgets import Input
 
 from quantlab.records import Endpoint, SamplingParams
 from quantlab.session import SessionStore, load_session
 from tui.app import QuantlabApp
+from tui.widgets.chat.prompt_box import PromptBox
 
 
 async def test_fast_lane_is_on_disk_while_the_slow_one_streams(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ async def test_fast_lane_is_on_disk_while_the_slow_one_streams(tmp_path: Path) -
         async with app.run_test(size=(120, 30)) as pilot:
             chat = app.chat
             assert chat is not None
-            chat.query_one("#prompt", Input).value = "hello"
+            chat.query_one("#prompt", PromptBox).value = "hello"
             await pilot.press("enter")
             loop = asyncio.get_running_loop()
             end = loop.time() + 20

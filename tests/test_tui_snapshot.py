@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from standin import Reply, StandIn
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from quantlab.records import Endpoint, SamplingParams, Timing
 from tui.app import QuantlabApp
 from tui.theme import load_app_themes
+from tui.widgets.chat.prompt_box import PromptBox
 
 PORTS = (18141, 18142)  # fixed: the port is shown in the lane header
 
@@ -78,7 +78,7 @@ async def one_exchange(pilot: Pilot[Any]) -> None:
     while any(p.header.status == "connecting" for p in chat.panes):
         assert loop.time() < end
         await pilot.pause(0.05)
-    box = chat.query_one("#prompt", Input)
+    box = chat.query_one("#prompt", PromptBox)
     box.value = "What is the capital of France?"
     await pilot.press("enter")
     while chat.busy or not chat.exchanges:

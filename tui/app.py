@@ -322,8 +322,8 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             await self.chat.edit_params()  # mounted (and focused) before the next key
 
     def action_stop(self) -> None:
-        if self.chat and self.chat.stop():
-            self.notify("stopped: lanes that had finished are saved")
+        if self.chat:
+            self.chat.stop()  # the chat says what finished and what was stopped
 
     async def action_annotate(self) -> None:
         """Annotate the chat's last exchange (the runner pane has its own key for rows)."""

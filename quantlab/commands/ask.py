@@ -1,13 +1,15 @@
 """``quantlab ask PROMPT``: one prompt to every endpoint at once, answers side by side.
 
 The same exchange pipeline as the chat screen and the runner (send, detect, save), so its
-numbers and findings mean the same; ``--session FILE`` appends the exchange, findings
-included. ``--json``
+numbers and findings mean the same. Every ask is logged, as ``llm`` logs every prompt: to a
+new session file in the sessions folder (``sessions_dir`` in quantlab.toml, default
+./sessions), or appended to ``--session FILE``; one stderr line says where; ``--no-save``
+keeps nothing. ``--json``
 prints one object for scripts: ``{"wall_ms", "lanes": [{"name", "model", "text",
 "finish_reason", "usage", "ttft_ms", "itl_ms", "e2e_ms", "tpot_ms", "ttfc_ms", "last_byte_ms",
 "output_tokens", "tokens_per_s", "cut_off", "notes", "error"}]}`` (the exact text: the
 columns show control characters as escapes, see quantlab/textsafe.py). Exit status 0
-when every lane answered, 1 when any failed or ``--session`` could not be saved, 2 for
+when every lane answered, 1 when any failed or the log could not be saved, 2 for
 bad input.
 """
 
@@ -21,6 +23,7 @@ import textwrap
 import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,7 +37,7 @@ from quantlab.limits import ClientLimits
 from quantlab.machine import machine_facts
 from quantlab.pipeline import send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
-from quantlab.session import SessionStore
+from quantlab.session import SessionStore, default_session_path
 from quantlab.textsafe import json_safe, safe_line, safe_text
 
 GAP = "   "
@@ -48,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="most tokens per answer (default: config, 256)")
     p.add_argument("--seed", type=int, help="sampling seed (default: config, 0)")
     p.add_argument("--system", metavar="TEXT", help="system prompt")
+    p.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not log this ask (default: a new session file in the sessions folder, "
+        "or --session PATH)",
+    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -140,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         params = _params(args, config.sampling)
         limits = client_limits(args, config, total_flag="timeout")
+        sink = _sink(args, config.sessions_dir)
         with resolve_endpoints(args, config, progress=progress) as setup:
             progress.close()
-            sink = _Sink(args.session) if args.session else None
             exchange = asyncio.run(ask(setup.endpoints, prompt, params, limits, session=sink))
             endpoints = setup.endpoints
     except ConfigError as exc:
@@ -150,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"quantlab ask: {exc}", file=sys.stderr)
         return 2
     saved = sink.ok if sink is not None else True
+    if sink is not None and sink.ok:
+        print(f"quantlab ask: logged to {sink.path}", file=sys.stderr)
     if args.json:
         out = {"wall_ms": exchange.wall_ms, "lanes": lane_results(exchange)}
         sys.stdout.write(json_safe(orjson.dumps(out).decode()) + "\n")
@@ -158,6 +169,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render(exchange, endpoints, width))
     sys.stdout.flush()
     return 0 if saved and all(r.ok for r in exchange.results.values()) else 1
+
+
+def _sink(args: argparse.Namespace, sessions_dir: Path) -> _Sink | None:
+    """Where this ask is logged: ``--session``, else a new file in the sessions folder."""
+    if args.no_save:
+        if args.session:
+            raise ConfigError("--no-save and --session contradict each other; give one")
+        return None
+    return _Sink(str(args.session) if args.session else str(default_session_path(sessions_dir)))
 
 
 class _Sink:

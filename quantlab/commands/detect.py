@@ -13,7 +13,9 @@ per record: "expect", "expect_regex", "facts" (list of {key, value, depth?, alia
 
 Bad input never stops the run: a line that is not JSON, a record with no lanes, a malformed
 check is reported on stderr with its line number, the rest is processed, and the exit
-status is 2 (0 when every line was good).
+status is 2. Otherwise it is 1 when a finding at ``--fail-on`` severity or worse was found
+(default ``fail``; ``warn``; ``never``), said in one line on stderr, so it can gate CI; 0
+else. ``--min-severity`` only chooses what is printed, not what the gate counts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from quantlab.detectors import DETECTORS, detect
+from quantlab.gate import add_fail_on, gate_message, tripped
 from quantlab.records import Case, Fact, SamplingParams
 from quantlab.textsafe import json_safe
 
@@ -54,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also print finding counts per lane, detector and severity to stderr",
     )
+    add_fail_on(parser)
 
 
 class BadRecord(ValueError):
@@ -267,4 +271,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.summary:
         _print_summary(counts, sys.stderr)
-    return 2 if bad else 0
+    if bad:
+        return 2
+    hits = tripped(counts, args.fail_on)
+    if hits:
+        print(gate_message("quantlab detect", hits, args.fail_on), file=sys.stderr)
+        return 1
+    return 0

@@ -6,9 +6,11 @@ Ctrl+C stops cleanly: exchanges in flight are dropped, finished ones and the agg
 what finished are saved, and the session's path is printed; a second Ctrl+C quits at once.
 
 Exit status: 0 when every planned exchange was sent (failed lanes are results, not
-errors), 130 when stopped by Ctrl+C, 1 when nothing could be sent (no lane answered, or
-every case was skipped) or the session could not be written (a full disk: the run stops,
-what was saved stays loadable), 2 for bad input.
+errors) and no finding reached ``--fail-on`` (default ``fail``: a ``fail`` finding exits 1;
+``warn``: a warn or fail one; ``never``), 130 when stopped by Ctrl+C, 1 when a finding
+tripped that gate (said in one line on stderr), when nothing could be sent (no lane
+answered, or every case was skipped) or the session could not be written (a full disk:
+the run stops, what was saved stays loadable), 2 for bad input.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quantlab.config import ConfigError, client_limits, load_config, resolve_endpoints
+from quantlab.gate import add_fail_on, counts_of, gate_message, tripped
 from quantlab.progress_line import ProgressLine, format_seconds
 from quantlab.run_summary import summarize
 from quantlab.runner import RunEvent, Runner, RunOptions, RunSummary
@@ -59,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds one answer may take before its lane fails (same as --total-timeout)",
     )
+    add_fail_on(p)
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -234,4 +238,10 @@ def run(args: argparse.Namespace) -> int:
         f"{p.skipped} skipped) in {format_seconds(p.elapsed_s)}; session: {path}",
         file=sys.stderr,
     )
-    return 130 if summary.cancelled else 0
+    if summary.cancelled:
+        return 130
+    hits = tripped(counts_of(summary.exchanges), args.fail_on)
+    if hits:
+        print(gate_message("quantlab run", hits, args.fail_on), file=sys.stderr)
+        return 1
+    return 0

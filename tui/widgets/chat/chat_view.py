@@ -5,28 +5,36 @@ It wires the core to the panes and adds no logic of its own: prompts go through
 send, detect, save), each lane keeps its own history in a
 :class:`quantlab.fanout.Conversation`, and every lane's result is saved to the session the
 moment that lane completes, then the whole exchange with its findings once all lanes are
-done.
+done. An exchange stopped with Esc is kept too: the finished lanes as they are, the others
+with their partial text marked stopped (the pipeline saves it); it counts as an exchange
+and is the one F3 annotates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from quantlab.client import LaneClient
-from quantlab.fanout import Conversation
+from quantlab.fanout import Conversation, ExchangeStopped
+from quantlab.fsio import atomic_write
 from quantlab.lanes import reference_lane
 from quantlab.limits import ClientLimits
 from quantlab.pipeline import send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
+from quantlab.reports.exchange_md import exchange_markdown
+from quantlab.textsafe import safe_text
 from tui.widgets.chat.lane_pane import LanePane
 from tui.widgets.chat.params_bar import ParamsBar
 from tui.widgets.chat.params_dialog import ParamsDialog
@@ -43,6 +51,22 @@ def conversation_of(ex: Exchange) -> str | None:
     return conv if isinstance(conv, str) else None
 
 
+#: Said after a copy: the clipboard is reached through the terminal (OSC 52), which may
+#: refuse (tmux needs ``set -g set-clipboard on``).
+CLIPBOARD_NOTE = " to the clipboard (OSC 52: in tmux, set -g set-clipboard on)"
+
+
+def stopped_summary(exchange: Exchange, *, saved: bool) -> str:
+    """The toast after Esc: which lanes had finished, which were stopped, where it went."""
+    done = [n for n, r in exchange.results.items() if not r.stopped]
+    cut = [n for n, r in exchange.results.items() if r.stopped]
+    parts = [f"{', '.join(done)} finished" if done else "no lane had finished"]
+    if cut:
+        parts.append(f"{', '.join(cut)} stopped (partial text kept)")
+    where = "saved to the session" if saved else "kept in this chat (not in a session file)"
+    return f"stopped: {'; '.join(parts)}; {where}, F3 annotates it"
+
+
 class ChatView(Vertical):
     """The split-screen chat. ``store`` is a :class:`quantlab.session.SessionStore` (or
     None: nothing is saved); ``history`` the exchanges of a reopened session."""
@@ -51,6 +75,13 @@ class ChatView(Vertical):
     ChatView { height: 1fr; }
     ChatView > #lanes { layout: horizontal; height: 1fr; }
     """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "retry", "Retry", show=False, tooltip="Send the last prompt again"),
+        Binding("f8", "copy_answer", "Copy answer", show=False),
+        Binding("f9", "copy_exchange", "Copy exchange", show=False),
+        Binding("ctrl+s", "export_markdown", "Export", show=False),
+    ]
 
     class Changed(Message):
         """The chat's state changed: number of exchanges, streaming or not."""
@@ -101,6 +132,8 @@ class ChatView(Vertical):
         self.busy = False
         self.save_errors: list[str] = []
         self._worker: Worker[Exchange | None] | None = None
+        #: (exchange id, lane index, when) of the last F8: pressed again soon, the next lane.
+        self._copied: tuple[str, int, float] | None = None
 
     def compose(self) -> ComposeResult:
         with Container(id="lanes"):
@@ -189,25 +222,55 @@ class ChatView(Vertical):
         event.stop()
         self.send(event.prompt)
 
-    def send(self, prompt: str) -> bool:
-        """Send ``prompt`` to every lane; False (with a note) while one is streaming."""
+    def send(
+        self, prompt: str, *, retry: Exchange | None = None, regenerates: bool = False
+    ) -> bool:
+        """Send ``prompt`` to every lane; False (with a note) while one is streaming.
+        ``retry``: the exchange sent again (``meta["retry_of"]``; the prompt box keeps what
+        is being typed); ``regenerates``: it is replaced in the conversation
+        (``meta["regenerated_from"]``)."""
         if self.busy:
             self.notify("an answer is still streaming; Esc stops it", severity="warning")
             return False
         box = self.prompt_box
-        box.value = ""
+        meta: dict[str, Any] = {"conversation": self.conversation_id}
+        if retry is None:
+            box.value = ""
+        else:
+            meta["retry_of"] = retry.id
+            if regenerates:
+                meta["regenerated_from"] = retry.id
         self.busy = True
         box.set_busy(True)
         self.post_message(self.Changed(len(self.exchanges), True))
-        self._worker = self._run_exchange(prompt, self.params)
+        self._worker = self._run_exchange(prompt, self.params, meta)
         return True
 
+    def retry(self) -> bool:
+        """Send the last prompt again (with the current parameters). A finished exchange
+        of this conversation is regenerated: its turn is taken back, so every lane answers
+        after the same earlier turns, and the new one replaces it in the conversation (the
+        session keeps both). A stopped or failed one is simply sent again."""
+        last = self.exchanges[-1] if self.exchanges else None
+        if last is None:
+            self.notify("nothing to retry yet: send a prompt first", severity="warning")
+            return False
+        if self.busy:
+            return self.send(last.prompt, retry=last)  # says an answer is still streaming
+        same = conversation_of(last) == self.conversation_id and last.source == "chat"
+        replaced = same and self.conversation.forget(last)
+        return self.send(last.prompt, retry=last, regenerates=replaced)
+
     @work(group="exchange", exclusive=True)
-    async def _run_exchange(self, prompt: str, params: SamplingParams) -> Exchange | None:
+    async def _run_exchange(
+        self, prompt: str, params: SamplingParams, meta: dict[str, Any]
+    ) -> Exchange | None:
         messages = self.conversation.messages_for(prompt, params)
         panes = {p.lane: p for p in self.panes}
+        errors_before = len(self.save_errors)
+        shown = f"↻ {prompt}" if "retry_of" in meta else prompt
         for pane in self.panes:
-            pane.start(prompt)
+            pane.start(shown)
 
         def on_text(lane: str, delta: str) -> None:
             panes[lane].on_text(delta)
@@ -215,20 +278,26 @@ class ChatView(Vertical):
         def on_lane_done(lane: str, result: LaneResult) -> None:
             panes[lane].finish(result)
 
-        exchange = await send_exchange(
-            self.clients,
-            messages,
-            params,
-            prompt=prompt,
-            source="chat",
-            reference=reference_lane(self.endpoints),
-            meta={"conversation": self.conversation_id},
-            on_text=on_text,
-            on_lane_done=on_lane_done,
-            store=self.store,
-            save_lanes=True,
-            write=self._save,
-        )
+        try:
+            exchange = await send_exchange(
+                self.clients,
+                messages,
+                params,
+                prompt=prompt,
+                source="chat",
+                reference=reference_lane(self.endpoints),
+                meta=meta,
+                on_text=on_text,
+                on_lane_done=on_lane_done,
+                store=self.store,
+                save_lanes=True,
+                write=self._save,
+                keep_stopped=True,
+            )
+        except ExchangeStopped as stopped:
+            saved = self.store is not None and len(self.save_errors) == errors_before
+            self._keep_stopped(stopped.exchange, saved=saved)
+            raise
         for pane in self.panes:
             result = exchange.results.get(pane.lane)
             if result is not None:
@@ -237,6 +306,19 @@ class ChatView(Vertical):
         self.conversation.record(exchange)
         self.exchanges.append(exchange)
         return exchange
+
+    def _keep_stopped(self, exchange: Exchange, *, saved: bool) -> None:
+        """An exchange stopped mid-answer: count it, flag its finished lanes, say the truth.
+
+        It stays out of the lanes' conversation (:meth:`Conversation.record` skips it), so
+        the next prompt is sent to every lane after the same turns."""
+        self.exchanges.append(exchange)
+        if exchange.meta.get("conversation") == self.conversation_id:  # not after Ctrl+N
+            for pane in self.panes:
+                result = exchange.results.get(pane.lane)
+                if result is not None and not result.stopped:
+                    pane.show_findings(result.findings)
+        self.notify(stopped_summary(exchange, saved=saved), timeout=8)
 
     def _show_speedups(self, exchange: Exchange) -> None:
         """Candidates' decode rate relative to the reference lane, on their metrics line."""
@@ -283,7 +365,8 @@ class ChatView(Vertical):
     # ------------------------------------------------------------------ actions
 
     def stop(self) -> bool:
-        """Cancel the streaming exchange (lanes already finished stay saved)."""
+        """Stop the streaming exchange; it is kept as it stands (see :meth:`_keep_stopped`,
+        which says what finished and what was stopped once the lanes have let go)."""
         if self._worker is None:
             return False
         self._worker.cancel()
@@ -310,3 +393,64 @@ class ChatView(Vertical):
     def set_params(self, params: SamplingParams) -> None:
         self.params = params
         self.params_bar.set_params(params)
+
+    # ------------------------------------------------------------------ retry, copy, export
+
+    def action_retry(self) -> None:
+        self.retry()
+
+    def _last(self, what: str) -> Exchange | None:
+        if self.exchanges:
+            return self.exchanges[-1]
+        self.notify(f"nothing to {what} yet: send a prompt first", severity="warning")
+        return None
+
+    def action_copy_answer(self) -> None:
+        """Copy one lane's last answer; F8 again within a few seconds copies the next
+        lane's (the note says which lane comes next)."""
+        ex = self._last("copy")
+        if ex is None or not ex.results:
+            return
+        lanes = list(ex.results)
+        now = time.monotonic()
+        i = 0
+        if self._copied is not None and self._copied[0] == ex.id and now - self._copied[2] < 8:
+            i = (self._copied[1] + 1) % len(lanes)
+        self._copied = (ex.id, i, now)
+        lane = lanes[i]
+        text = safe_text(ex.results[lane].text)
+        self.app.copy_to_clipboard(text)
+        nxt = f" · F8 again: {lanes[(i + 1) % len(lanes)]}" if len(lanes) > 1 else ""
+        self.notify(f"copied {lane}'s answer ({len(text)} characters){nxt}{CLIPBOARD_NOTE}")
+
+    def action_copy_exchange(self) -> None:
+        """Copy the last exchange, every lane, as Markdown."""
+        ex = self._last("copy")
+        if ex is None:
+            return
+        text = exchange_markdown(ex, self.endpoints)
+        self.app.copy_to_clipboard(text)
+        self.notify(
+            f"copied the exchange as Markdown ({len(ex.results)} lanes, "
+            f"{len(text)} characters){CLIPBOARD_NOTE}"
+        )
+
+    def export_path(self, exchange: Exchange) -> Path:
+        """Beside the session file (``X.<exchange id>.md``), or in the current folder."""
+        if self.store is not None:
+            base = Path(self.store.path)
+            return base.with_name(f"{base.stem}.{exchange.id}.md")
+        return Path.cwd() / f"quantlab-exchange-{exchange.id}.md"
+
+    def action_export_markdown(self) -> None:
+        """Write the last exchange as a Markdown file; the note says where."""
+        ex = self._last("export")
+        if ex is None:
+            return
+        path = self.export_path(ex)
+        try:
+            atomic_write(path, exchange_markdown(ex, self.endpoints).encode("utf-8"))
+        except OSError as exc:
+            self.notify(f"could not write {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"exported the exchange as Markdown: {path}", timeout=8)

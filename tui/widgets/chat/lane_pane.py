@@ -185,7 +185,9 @@ class LanePane(Vertical):
             self.view.append(result.text)
         self.view.end_answer()
         self.show_findings(result.findings)
-        if result.error is not None:
+        if result.stopped:
+            self.view.write_block("(stopped here)", "note")
+        elif result.error is not None:
             self.view.write_block(f"✗ {result.error}", "error")
         self.metrics.show_result(result)
 

@@ -35,6 +35,11 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
     ],
     "Chat": [
         ("Enter", "send the prompt to every lane at once", ("enter",)),
+        ("Ctrl+J", "a new line in the prompt (a paste keeps its lines)", ("ctrl+j",)),
+        ("Ctrl+R", "retry the last prompt (a finished answer is regenerated)", ("ctrl+r",)),
+        ("F8", "copy the last answer (OSC 52); again: the next lane's", ("f8",)),
+        ("F9", "copy the last exchange, every lane, as Markdown", ("f9",)),
+        ("Ctrl+S", "export the last exchange as Markdown beside the session", ("ctrl+s",)),
         ("Esc", "stop the answers streaming", ("escape",)),
         ("Ctrl+N", "new conversation: every lane starts from a blank history", ("ctrl+n",)),
         ("F2", "sampling parameters: temperature, top_p, max tokens, seed, system", ("f2",)),
