@@ -66,9 +66,9 @@ async def settled_screenshot(
     url: str, out: Path, size: tuple[int, int] = (1280, 800), timeout: float = 90.0
 ) -> list[int]:
     """Open ``url``, screenshot every 2 s until two pictures in a row are far fuller than
-    the first (the loading screen: a logo on a plain background; a live TUI never holds
-    still, so "the same twice" would not do); write the last to ``out``. Returns the PNG
-    sizes seen (the test's evidence that the TUI drew)."""
+    the blank page shot first (a live TUI never holds still, so "the same twice" would not
+    do); write the last to ``out``. Returns the PNG sizes seen, the blank page's first (the
+    test's evidence that the TUI drew)."""
     exe = chromium()
     assert exe is not None
     profile = Path(tempfile.mkdtemp(prefix="quantlab-chromium-"))
@@ -91,8 +91,12 @@ async def settled_screenshot(
                     deviceScaleFactor=1,
                     mobile=False,
                 )
+                # The baseline: the blank page before the app's. On a quiet machine the
+                # loading screen is gone before the first 2 s shot, so it cannot be the one.
+                blank = base64.b64decode((await cdp.call("Page.captureScreenshot"))["data"])
+                sizes.append(len(blank))
                 await cdp.call("Page.navigate", url=url)
-                shots: list[bytes] = []
+                shots: list[bytes] = [blank]
                 while time.monotonic() < deadline:
                     await asyncio.sleep(2.0)
                     png = base64.b64decode((await cdp.call("Page.captureScreenshot"))["data"])

@@ -116,7 +116,7 @@ async def test_headless_chromium_draws_the_tui(
     url, _, _ = served
     out = Path(os.environ.get("QUANTLAB_WEB_SHOT", tmp_path / "web.png"))
     sizes = await settled_screenshot(url + "/", out)
-    # The loading screen first (a logo on a plain background), then the far fuller TUI.
+    # The blank page first, then the far fuller TUI.
     assert out.stat().st_size == sizes[-1] and sizes[-1] > 1.5 * sizes[0]
 
 
