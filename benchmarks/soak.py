@@ -53,6 +53,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from spawn import spawn_url  # benchmarks/ is on sys.path as the script's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 for p in (ROOT, ROOT / "tests"):
     if str(p) not in sys.path:
@@ -140,17 +142,8 @@ def serve_faults(stall_timeout: float) -> None:
 
 
 def start_faulty(stall_timeout: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-faults", "--stall-timeout", str(stall_timeout)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise RuntimeError(f"the faulty stand-in did not start (said {url!r})")
-    return proc, url
+    argv = [sys.executable, __file__, "--serve-faults", "--stall-timeout", str(stall_timeout)]
+    return spawn_url(argv, "the faulty stand-in")
 
 
 PROMPTS = (

@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rapidfuzz.distance import Levenshtein  # noqa: E402
+from spawn import spawn_url  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 from quantlab.records import Endpoint, SamplingParams  # noqa: E402
 from tui.app import QuantlabApp  # noqa: E402
@@ -58,26 +59,9 @@ def expected_text(tokens: int) -> str:
 
 def start_standin(tokens: int, rate: float) -> tuple[subprocess.Popen[str], str]:
     """The stand-in in its own process; returns it and its URL."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "standin.py"),
-            "--port",
-            "0",
-            "--tokens",
-            str(tokens),
-            "--rate",
-            str(rate),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise RuntimeError(f"the stand-in did not start (said {url!r})")
-    return proc, url
+    script = str(ROOT / "tests" / "standin.py")
+    argv = [sys.executable, script, "--port", "0", "--tokens", str(tokens), "--rate", str(rate)]
+    return spawn_url(argv, "the stand-in")
 
 
 class TerminalApp(QuantlabApp):
