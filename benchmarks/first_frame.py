@@ -11,7 +11,11 @@ interpreter's start, every import and the first layout, as a user's launch does.
 
 Prints one JSON object: ``first_frame_ms`` (each run), ``median_ms``, ``max_ms``,
 ``goal_ms`` (350), ``python_startup_ms`` (median of ``python -c pass``: this machine's
-floor), ``load_avg_1m`` and ``cpus`` (the figures depend on how busy the machine is).
+floor), ``textual_floor_median_ms`` (a bare Textual app with the same kinds of widget,
+started the same way, interleaved with quantlab's runs: what Textual itself costs
+here), ``cpu_ms_median`` / ``textual_floor_cpu_ms_median`` (the CPU time each process
+had used by its first frame: steadier than wall time on a busy machine), ``load_avg_1m``
+and ``cpus`` (the figures depend on how busy the machine is).
 
 Usage: ``python benchmarks/first_frame.py [--runs 7] [--size 80x24]``. Runs in a fresh
 temporary folder with its own XDG config, so no session file or remembered state is left
@@ -45,8 +49,43 @@ ALT_SCREEN = b"\x1b[?1049h"
 _ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
 
 
-def one_run(size: tuple[int, int], cwd: Path, timeout: float = 30.0) -> float:
-    """Milliseconds from spawn to the first frame (raises on timeout)."""
+#: The floor: a bare Textual app with the chat's widget kinds (a tab bar, two text panes,
+#: a text area with the same placeholder, the footer), started the same way.
+FLOOR_APP = f"""
+from textual.app import App
+from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
+class Floor(App):
+    def compose(self):
+        yield Static("quantlab")
+        with TabbedContent():
+            with TabPane("Chat"):
+                yield Static("bf16"); yield Static("awq")
+                yield TextArea(placeholder="{MARKER}")
+            yield TabPane("Runner"); yield TabPane("Telemetry")
+        yield Footer()
+Floor().run()
+"""
+
+
+#: CPU time (user + system) each process had used when its first frame was seen, in
+#: the order of the runs: unlike the wall time, hardly moved by other load on the machine.
+CPU_MS: list[float] = []
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU milliseconds of ``pid`` so far (Linux ``/proc``; -1 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(
+    size: tuple[int, int], cwd: Path, timeout: float = 30.0, *, floor: bool = False
+) -> float:
+    """Milliseconds from spawn to the first frame (raises on timeout); ``floor``: of
+    :data:`FLOOR_APP` instead of quantlab."""
     cols, rows = size
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -60,6 +99,8 @@ def one_run(size: tuple[int, int], cwd: Path, timeout: float = 30.0) -> float:
     }
     argv = [sys.executable, "-m", "quantlab"]
     argv += ["--endpoint", "bf16=http://127.0.0.1:9", "--endpoint", "awq=http://127.0.0.1:10"]
+    if floor:
+        argv = [sys.executable, "-c", FLOOR_APP]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True
@@ -82,18 +123,31 @@ def one_run(size: tuple[int, int], cwd: Path, timeout: float = 30.0) -> float:
                 raise RuntimeError(f"quantlab exited first: {seen[-300:]!r}") from None
             seen += chunk
             if ALT_SCREEN in seen and MARKER.encode() in _ESCAPES.sub(b"", seen):
-                return (time.perf_counter() - t0) * 1000
+                wall = (time.perf_counter() - t0) * 1000
+                CPU_MS.append(cpu_ms(proc.pid))
+                return wall
     finally:
-        with_suppressed_kill(proc)
+        with_suppressed_kill(proc, master)
         drain_and_close(master)
 
 
-def with_suppressed_kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the app restores the terminal and quits), SIGKILL if it lingers."""
+def with_suppressed_kill(proc: subprocess.Popen[bytes], master: int) -> None:
+    """SIGTERM (the app restores the terminal and quits), SIGKILL if it lingers.
+
+    The terminal is read while the app quits, as a real one is: a large screen's last
+    frames would otherwise fill the pty's buffer, the app would block writing them and
+    never get to its exit (which left its session files behind at 200x60)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
+    end = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < end:
+        if select.select([master], [], [], 0.05)[0]:
+            try:
+                os.read(master, 65536)
+            except OSError:  # its side closed: it is exiting
+                break
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=max(0.1, end - time.monotonic()))
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -125,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     cols, rows = (int(x) for x in a.size.lower().split("x"))
     load_before = os.getloadavg()[0]
     times: list[float] = []
+    floor: list[float] = []
     with tempfile.TemporaryDirectory(prefix="quantlab-first-frame-") as tmp:
         one_run((cols, rows), Path(tmp))  # warm the OS file cache; not counted
-        for _ in range(a.runs):
+        one_run((cols, rows), Path(tmp), floor=True)
+        CPU_MS.clear()
+        for _ in range(a.runs):  # interleaved, so both see the same machine
             times.append(one_run((cols, rows), Path(tmp)))
+            floor.append(one_run((cols, rows), Path(tmp), floor=True))
         left = (
             sorted(p.name for p in (Path(tmp) / "sessions").glob("*"))
             if (Path(tmp) / "sessions").exists()
@@ -141,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         "goal_ms": GOAL_MS,
         "meets_goal_median": statistics.median(times) <= GOAL_MS,
         "python_startup_ms": round(python_startup_ms(), 1),
+        "cpu_ms_median": round(statistics.median(CPU_MS[0::2]), 1),
+        "textual_floor_median_ms": round(statistics.median(floor), 1),
+        "textual_floor_cpu_ms_median": round(statistics.median(CPU_MS[1::2]), 1),
+        "over_floor_median_ms": round(statistics.median(times) - statistics.median(floor), 1),
         "size": f"{cols}x{rows}",
         "session_files_left": left,
         "load_avg_1m_before": round(load_before, 2),

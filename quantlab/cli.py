@@ -7,7 +7,10 @@ resolved by name at run time, so this core package never imports textual itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -157,7 +160,37 @@ def _resolve(target: str) -> Any:
     return getattr(mod, attr) if attr else mod
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Entry points that start with the garbage collector paused (see :func:`main`): those
+#: whose app turns it back on after the first frame.
+GC_PAUSED = ("tui.launch:chat", "tui.launch:demo")
+
+#: :func:`build_parser`'s ``only`` meaning every sub-command's own flags.
+ALL = "*"
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names (None: the chat), found without importing any.
+
+    Adding a sub-command's own flags imports its module (``ask`` pulls in the client, the
+    pipeline and the detectors: ~0.2 s), which a plain ``quantlab`` should not pay before
+    its first frame. This first pass knows only the common flags and the names; anything
+    it cannot parse gives :data:`ALL`, so the full parser reports the error as before."""
+    p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_common(p)
+    sub = p.add_subparsers(dest="command")
+    for name in COMMANDS:
+        sub.add_parser(name, add_help=False, exit_on_error=False)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            ns, _ = p.parse_known_args(list(argv))
+    except (SystemExit, argparse.ArgumentError):
+        return ALL
+    return ns.command
+
+
+def build_parser(only: str | None = ALL) -> argparse.ArgumentParser:
+    """The whole parser; ``only`` names the one sub-command whose own flags are added
+    (None: none, for the chat; :data:`ALL`: every one's, for help and tests)."""
     parser = argparse.ArgumentParser(
         prog="quantlab",
         description="A terminal lab: does the quantized model replace its BF16 original?",
@@ -173,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_common(sp, sub=True, groups=GROUPS.get(name, GROUP_NAMES))
-        if not target.startswith("tui."):
+        if not target.startswith("tui.") and only in (ALL, name):
             try:
                 _resolve(target).add_arguments(sp)
             except ImportError as exc:  # e.g. a dependency missing from this environment
@@ -190,11 +223,11 @@ def _missing_words(exc: ImportError) -> str:
     return str(exc)
 
 
-def pass_through_options() -> tuple[str, ...]:
+def pass_through_options(only: str | None = ALL) -> tuple[str, ...]:
     """Options whose value may itself start with "-" (``--vllm-arg --enforce-eager``)."""
     found: list[str] = []
-    for target, _ in COMMANDS.values():
-        if target.startswith("tui."):
+    for name, (target, _) in COMMANDS.items():
+        if target.startswith("tui.") or only not in (ALL, name):
             continue
         try:
             found.extend(getattr(_resolve(target), "PASS_THROUGH", ()))
@@ -226,8 +259,9 @@ def join_pass_through(argv: Sequence[str], options: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(join_pass_through(raw, pass_through_options()))
+    only = command_of(raw)
+    parser = build_parser(only)
+    args, unknown = parser.parse_known_args(join_pass_through(raw, pass_through_options(only)))
     if unknown and not getattr(args, "_missing", None):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     name = args.command or "quantlab"
@@ -235,9 +269,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"quantlab {name}: not available: {args._missing}", file=sys.stderr)
         return 2
     target = "tui.launch:chat" if args.command is None else COMMANDS[args.command][0]
+    if target in GC_PAUSED:
+        # The chat's imports and first layout make ~1M objects: cyclic collections during
+        # them cost ~35 ms of its first frame. The app collects, freezes and turns the
+        # collector back on once it has painted (tui.app._freeze_gc); `finally` below
+        # makes sure it is back on however the command ends.
+        gc.disable()
     try:
         entry = _resolve(target)
     except ImportError as exc:  # e.g. textual missing for the UI commands
+        gc.enable()
         print(f"quantlab {name}: not available: {_missing_words(exc)}", file=sys.stderr)
         return 2
     try:
@@ -247,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        gc.enable()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from quantlab.client import LaneClient, with_system_prompt
-from quantlab.detectors import detect, detect_exchange
 from quantlab.fanout import ExchangeStopped, OnLaneDone, OnText, fanout
 from quantlab.records import Case, Exchange, LaneResult, SamplingParams
 
@@ -41,6 +40,16 @@ Write = Callable[..., Awaitable[None]]
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> None:
     await asyncio.to_thread(fn, *args)
+
+
+def warm_up() -> None:
+    """Import what the first judged answer needs (the detectors: numpy, rapidfuzz).
+
+    They are imported late so that a TUI's first frame does not wait ~70 ms for them; an
+    app calls this in a thread once it has painted, so the first answer does not wait
+    either. Harmless to call twice (the import system caches).
+    """
+    import quantlab.detectors  # noqa: F401
 
 
 async def send_exchange(
@@ -98,6 +107,8 @@ async def send_exchange(
 
     async def lane_done(lane: str, result: LaneResult) -> None:
         if result.ok:
+            from quantlab.detectors import detect  # late: see warm_up
+
             result.findings = detect(
                 result.text,
                 case=case,
@@ -121,6 +132,8 @@ async def send_exchange(
         exchange.id, exchange.started_at = draft.id, draft.started_at
         exchange.suite, exchange.case_id = draft.suite, draft.case_id
         exchange.meta.update(draft.meta)
+        from quantlab.detectors import detect_exchange  # late: see warm_up
+
         try:  # stopped lanes are not judged (not ok); finished ones are
             detect_exchange(exchange, case=case, reference_lane=ref)
         except Exception as exc:  # a detector bug must not lose the answers themselves

@@ -26,15 +26,13 @@ from tui.screenshot import ScreenshotMixin
 from tui.state import LAYOUTS, UiState, save_state
 from tui.theme import ThemeSet, apply_themes
 from tui.widgets.chat.chat_view import ChatView
-from tui.widgets.common.annotate import open_annotation_form
 from tui.widgets.common.app_bar import AppBar
-from tui.widgets.common.help_screen import HelpScreen
-from tui.widgets.common.startup_panel import StartupPanel
-from tui.widgets.runner.runner_pane import RunnerPane
-from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 if TYPE_CHECKING:
     from quantlab.session import SessionStore
+    from tui.widgets.common.startup_panel import StartupPanel
+    from tui.widgets.runner.runner_pane import RunnerPane
+    from tui.widgets.telemetry.telemetry_pane import TelemetryPane
 
 #: Below this many columns the lanes are stacked instead of side by side.
 NARROW_COLUMNS = 100
@@ -55,13 +53,22 @@ TABS: dict[str, tuple[str, str, int]] = {
 CHAT_ACTIONS = ("new_conversation", "edit_params", "annotate", "toggle_layout")
 
 
+def _warm_up() -> None:
+    """Import, off the event loop, what the first answer will need (the detectors)."""
+    from quantlab.pipeline import warm_up
+
+    warm_up()
+
+
 def _freeze_gc() -> None:
     """Move everything alive after start-up (Textual, Rich, httpx: hundreds of thousands of
     objects) out of the garbage collector's sight. Without it each full collection scans
     them all: 40-70 ms pauses here, several a minute while answers stream, each one a
-    stall of the screen. Only for the real command (it is process-wide), not in tests."""
+    stall of the screen. Only for the real command (it is process-wide), not in tests.
+    The command starts with the collector off (quantlab.cli.GC_PAUSED): on again here."""
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def describe_endpoints(endpoints: Sequence[Endpoint], source: str | None) -> str:
@@ -145,27 +152,56 @@ class QuantlabApp(ScreenshotMixin, App[int]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
+        # The size-dependent classes go on before anything is styled: set after mounting,
+        # each one restyles every widget (~20 ms apiece on the first frame's path).
+        self.add_class(*(["-short"] if self._layout_state(self.size)[1] else []), update=False)
         yield AppBar(id="app-bar")
         with TabbedContent(id="tabs"):
             yield from self.compose_tabs()
         yield Footer(compact=True, show_command_palette=False)  # Ctrl+P: see F1
 
     def compose_tabs(self) -> Iterable[TabPane]:
-        """One TabPane per tab: the chat first, then runner and telemetry once lanes exist."""
+        """One TabPane per tab: the chat first, then runner and telemetry once lanes exist.
+
+        With the lanes known, the Runner and Telemetry tabs start empty and get their panes
+        just after the first frame (:meth:`_fill_lane_tabs`): their modules (the runner,
+        numpy, prometheus_client, psutil) cost ~0.1 s to import, which the first frame
+        should not wait for; the tab bar is there from the start, so nothing moves."""
         yield TabPane("Chat", self._chat_or_startup(), id="tab-chat")
         if self.endpoints is not None:  # else added once the local pair is up
-            yield from self._lane_tabs(self.endpoints)
+            yield TabPane("Runner", id="tab-runner")
+            yield TabPane("Telemetry", id="tab-telemetry")
+
+    def _lane_panes(self, endpoints: Sequence[Endpoint]) -> tuple[RunnerPane, TelemetryPane]:
+        """The panes that need the lanes: the suite runner, and live telemetry."""
+        from tui.widgets.runner.runner_pane import RunnerPane
+        from tui.widgets.telemetry.telemetry_pane import TelemetryPane
+
+        runner = RunnerPane(endpoints, store=self.store, id="runner")
+        tele = TelemetryPane(endpoints, hz=self.telemetry_hz, store=self.store, id="telemetry")
+        return runner, tele
 
     def _lane_tabs(self, endpoints: Sequence[Endpoint]) -> Iterable[TabPane]:
-        """The tabs that need the lanes: the suite runner, and live telemetry."""
-        runner = RunnerPane(endpoints, store=self.store, id="runner")
+        runner, tele = self._lane_panes(endpoints)
         yield TabPane("Runner", runner, id="tab-runner")
-        tele = TelemetryPane(endpoints, hz=self.telemetry_hz, store=self.store, id="telemetry")
         yield TabPane("Telemetry", tele, id="tab-telemetry")
+
+    async def _fill_lane_tabs(self) -> None:
+        """Mount the Runner and Telemetry panes into their tabs (see :meth:`compose_tabs`)."""
+        if self.endpoints is None or self.query("#runner") or self.return_code is not None:
+            return
+        runner, tele = self._lane_panes(self.endpoints)
+        await self.query_one("#tab-runner", TabPane).mount(runner)
+        await self.query_one("#tab-telemetry", TabPane).mount(tele)
+        self._apply_layout()
+        self.refresh_bindings()
+        self.run_worker(_warm_up, thread=True, group="warm-up", exit_on_error=False)
 
     def _chat_or_startup(self) -> ChatView | StartupPanel:
         if self.endpoints is not None:
             return self._make_chat(self.endpoints)
+        from tui.widgets.common.startup_panel import StartupPanel
+
         return StartupPanel(
             "Starting the local pair",
             "Two real llama.cpp servers: SmolLM2-135M-Instruct in BF16 (the reference) and "
@@ -175,8 +211,11 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     def _make_chat(self, endpoints: Sequence[Endpoint]) -> ChatView:
         label = Path(self.session_path).name if self.session_path else None
+        stacked, _, compact = self._layout_state(self.size)
         return ChatView(
             endpoints,
+            stacked=stacked,
+            compact=compact,
             params=self.params,
             store=self.store,
             history=self.history,
@@ -188,13 +227,16 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     def on_mount(self) -> None:
         if self.freeze_gc:
-            self.call_after_refresh(_freeze_gc)
+            # A second after start: the first frame, the lane tabs and the warm-up imports
+            # are done by then, and its full collection (~50 ms) holds up none of them.
+            self.set_timer(1.0, _freeze_gc)
         tabs = self.query_one(TabbedContent)
         tabs.set_class(tabs.tab_count <= 1, "-single")
         bar = self.query_one(AppBar)
         bar.update_state(session=self._session_label(), exchanges=len(self.history))
         if self.endpoints is not None:
             bar.update_state(what=describe_endpoints(self.endpoints, self.source))
+            self.call_after_refresh(self._fill_lane_tabs)
         else:
             self._connect()
         for problem in self._themes.problems:
@@ -215,17 +257,22 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         # The event's size: this handler runs before Textual's own records the new one.
         self._apply_layout(event.size)
 
-    def _apply_layout(self, size: Size | None = None) -> None:
-        """Side by side when wide enough (or asked), stacked otherwise."""
-        width, height = size or self.size
+    def _layout_state(self, size: Size) -> tuple[bool, bool, bool]:
+        """(lanes stacked, short screen, one-line lane headers) for a screen of ``size``."""
+        width, height = size
         if self.layout_mode == "auto":
             stacked = width < NARROW_COLUMNS
         else:
             stacked = self.layout_mode == "stacked"
+        short = height < SHORT_ROWS
+        return stacked, short, stacked and short
+
+    def _apply_layout(self, size: Size | None = None) -> None:
+        """Side by side when wide enough (or asked), stacked otherwise."""
+        stacked, short, compact = self._layout_state(size or self.size)
         for lanes in self.query("#lanes"):
             lanes.set_class(stacked, "-stacked")
-        self.set_class(height < SHORT_ROWS, "-short")
-        compact = stacked and height < SHORT_ROWS
+        self.set_class(short, "-short")
         for header in self.query("LaneHeader"):
             header.set_class(compact, "-compact")
 
@@ -235,7 +282,10 @@ class QuantlabApp(ScreenshotMixin, App[int]):
     def _connect(self) -> None:
         """Run the blocking ``connect`` (build once, start servers) off the event loop."""
         assert self.connect is not None
+        from tui.widgets.common.startup_panel import StartupPanel
+
         panel = self.query_one(StartupPanel)
+        _warm_up()  # while the servers start: the first answer need not wait for it
 
         def progress(message: str, fraction: float | None = None) -> None:
             self.call_from_thread(panel.progress, message, fraction)
@@ -251,6 +301,8 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     def _connect_failed(self, message: str) -> None:
         self.fatal = message
+        from tui.widgets.common.startup_panel import StartupPanel
+
         for panel in self.query(StartupPanel):
             panel.fail(message)
         self.query_one(AppBar).update_state(what="could not start")
@@ -258,7 +310,7 @@ class QuantlabApp(ScreenshotMixin, App[int]):
     async def _connected(self, endpoints: list[Endpoint], source: str | None) -> None:
         self.endpoints = endpoints
         self.source = source or self.source
-        panels = self.query(StartupPanel)
+        panels = self.query("StartupPanel")
         if not panels or self.return_code is not None:  # quitting already (quit key or a
             return  # signal): mount nothing; the caller stops what was started
         self.query_one(AppBar).update_state(what=describe_endpoints(endpoints, self.source))
@@ -333,9 +385,13 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             return
         ex = chat.exchanges[-1]
         save = self.store.add_annotation if self.store is not None else None
+        from tui.widgets.common.annotate import open_annotation_form
+
         await open_annotation_form(self, ex.id, list(ex.results), save, prompt=ex.prompt)
 
     async def action_help(self) -> None:
+        from tui.widgets.common.help_screen import HelpScreen
+
         if isinstance(self.screen, HelpScreen):
             return
         first = TABS.get(self.active_tab, ("Chat", "f4", 1))[0]

@@ -8,15 +8,5 @@ every wire format are in logprobs.py; report aggregates with bootstrap intervals
 cases in summary.py. Nothing here imports the TUI.
 """
 
-from quantlab.agreement.compare import SHARED_PREFIX, TEACHER_FORCED, Agreement
-from quantlab.agreement.kl import APPROXIMATION, kl_full, kl_lower_bound, kl_topk
-
-__all__ = [
-    "APPROXIMATION",
-    "SHARED_PREFIX",
-    "TEACHER_FORCED",
-    "Agreement",
-    "kl_full",
-    "kl_lower_bound",
-    "kl_topk",
-]
+# Nothing is re-exported: importing a submodule (the client imports logprobs.py on every
+# start) must not pull in numpy through kl.py; import what you need from its module.

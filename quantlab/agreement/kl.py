@@ -28,8 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
 from quantlab.agreement.logprobs import Key
 
 #: Smallest probability a category may have on the candidate side (keeps KL finite).
@@ -81,7 +79,10 @@ def kl_lower_bound(reference: Mapping[Key, float], candidate: Mapping[Key, float
 def kl_full(reference: Sequence[float], candidate: Sequence[float]) -> float:
     """Exact KL over a whole vocabulary from two aligned arrays of logprobs (index = token
     id). Each side is renormalized first (servers round logprobs to float32, so the
-    probabilities sum to 1 ± 1e-4)."""
+    probabilities sum to 1 ± 1e-4). numpy is imported here, not at the top: the client
+    imports this module on every start, and only this check needs whole arrays."""
+    import numpy as np
+
     p = np.asarray(reference, dtype=np.float64)
     q = np.asarray(candidate, dtype=np.float64)
     if p.shape != q.shape:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
+from quantlab.client import tls_verify
 from quantlab.records import Endpoint
 from quantlab.telemetry.sampler import METRICS, GpuSnapshot
 from quantlab.telemetry.server_stats import why_unreachable
@@ -256,7 +257,9 @@ class DcgmScraper:
             if ep.dcgm_url:
                 by_url.setdefault(ep.dcgm_url, []).append(ep.name)
         self.exporters = [_Exporter(url, lanes) for url, lanes in by_url.items()]
-        self._http = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, trust_env=False, verify=tls_verify(None, trust_env=False)
+        )
 
     async def _fetch(self, ex: _Exporter) -> tuple[str | None, list[DcgmReading]]:
         """(why there are no readings, readings)."""

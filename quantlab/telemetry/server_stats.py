@@ -27,6 +27,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantlab.backends import WITH_METRICS
+from quantlab.client import tls_verify
 from quantlab.records import Endpoint
 
 _KINDS = WITH_METRICS  # vLLM first, then llama.cpp: first name found wins
@@ -150,7 +151,9 @@ class ServerStatsScraper:
 
     def __init__(self, endpoints: Sequence[Endpoint], timeout: float = 2.0) -> None:
         self.endpoints = list(endpoints)
-        self._http = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._http = httpx.AsyncClient(
+            timeout=timeout, trust_env=False, verify=tls_verify(None, trust_env=False)
+        )
         self._trackers = {ep.name: StatsTracker(ep.name) for ep in self.endpoints}
         self.latest: dict[str, ServerStats] = {}
 

@@ -33,11 +33,9 @@ from quantlab.lanes import reference_lane
 from quantlab.limits import ClientLimits
 from quantlab.pipeline import send_exchange
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams, new_id
-from quantlab.reports.exchange_md import exchange_markdown
 from quantlab.textsafe import safe_text
 from tui.widgets.chat.lane_pane import LanePane
 from tui.widgets.chat.params_bar import ParamsBar
-from tui.widgets.chat.params_dialog import ParamsDialog
 from tui.widgets.chat.prompt_box import PromptBox
 from tui.widgets.chat.stream_view import FlushClock
 
@@ -108,9 +106,14 @@ class ChatView(Vertical):
         history_label: str | None = None,
         read_timeout: float = 300.0,
         limits: ClientLimits | None = None,
+        stacked: bool = False,
+        compact: bool = False,
         id: str | None = None,
     ) -> None:
+        """``stacked`` / ``compact``: the layout to start in (the app keeps it up to date
+        after a resize); known before the first styling, it costs no restyle."""
         super().__init__(id=id)
+        self.stacked = stacked
         self.endpoints = list(endpoints)
         self.params = params or SamplingParams()
         self.store = store
@@ -123,6 +126,9 @@ class ChatView(Vertical):
         # One flush clock for all lanes: their text reaches the screen in one refresh.
         self.clock = FlushClock(hz=30.0)
         self.panes = [LanePane(ep, i, clock=self.clock) for i, ep in enumerate(self.endpoints)]
+        if compact:
+            for pane in self.panes:
+                pane.header.add_class("-compact", update=False)
         self.clock.listeners.append(self._after_flush)
         self.prompt_box = PromptBox(id="prompt")
         self.params_bar = ParamsBar(self.params, id="params-bar")
@@ -136,14 +142,16 @@ class ChatView(Vertical):
         self._copied: tuple[str, int, float] | None = None
 
     def compose(self) -> ComposeResult:
-        with Container(id="lanes"):
+        with Container(id="lanes", classes="-stacked" if self.stacked else ""):
             yield from self.panes
         yield self.params_bar
         yield self.prompt_box
 
     def on_mount(self) -> None:
         self._show_history()
-        self.discover()
+        # After the first frame: the lanes' probes (several requests each) need not hold
+        # it up, and a server still starting answers none of them yet anyway.
+        self.call_after_refresh(self.discover)
         self.prompt_box.focus()
 
     async def on_unmount(self) -> None:
@@ -388,6 +396,8 @@ class ChatView(Vertical):
             if params is not None:
                 self.set_params(params)
 
+        from tui.widgets.chat.params_dialog import ParamsDialog
+
         return self.app.push_screen(ParamsDialog(self.params), apply)
 
     def set_params(self, params: SamplingParams) -> None:
@@ -428,6 +438,8 @@ class ChatView(Vertical):
         ex = self._last("copy")
         if ex is None:
             return
+        from quantlab.reports.exchange_md import exchange_markdown
+
         text = exchange_markdown(ex, self.endpoints)
         self.app.copy_to_clipboard(text)
         self.notify(
@@ -449,6 +461,8 @@ class ChatView(Vertical):
             return
         path = self.export_path(ex)
         try:
+            from quantlab.reports.exchange_md import exchange_markdown
+
             atomic_write(path, exchange_markdown(ex, self.endpoints).encode("utf-8"))
         except OSError as exc:
             self.notify(f"could not write {path}: {exc.strerror or exc}", severity="error")
