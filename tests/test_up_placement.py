@@ -132,7 +132,8 @@ def test_gpus_that_are_not_there_are_refused_naming_the_ones_that_are(
     eight_gpus: FakeNvml,
 ) -> None:
     with pytest.raises(
-        UpError, match=r"cand1: --gpus 6-9 names GPU 8, 9, but the GPUs here are 0-7"
+        UpError,
+        match=r"cand1: --gpus 6-9 names GPU 8, 9, but the GPUs here are 0-7 \(NVML sees 8\)",
     ):
         _specs("--ref", "m", "--cand", "q", "--gpus", "6-9")
 
@@ -154,7 +155,9 @@ def test_indexes_count_quantlabs_own_visible_devices(monkeypatch: pytest.MonkeyP
     assert ref.env == {"CUDA_VISIBLE_DEVICES": "4,5"}  # their order, theirs to keep
     assert cand.env == {"CUDA_VISIBLE_DEVICES": "7"}
     assert endpoint_of(ref).gpus == [4, 5]
-    with pytest.raises(UpError, match=r"GPUs here are 0-3 \(4 by CUDA_VISIBLE_DEVICES=4,5,6,7\)"):
+    with pytest.raises(
+        UpError, match=r"GPUs here are 0-3 \(CUDA_VISIBLE_DEVICES=4,5,6,7 shows quantlab 4\)"
+    ):
         _specs("--ref", "m", "--cand", "q", "--gpus", "3,4")
 
 
@@ -293,3 +296,18 @@ def test_the_supervised_servers_see_their_gpus(tmp_path: Path) -> None:
     err = proc.stderr.read()
     assert "starting tp4: CUDA_VISIBLE_DEVICES=0,1,2,3 " in err
     assert "tp4 on GPU 0,1,2,3" in err and "tp2 on GPU 4,5" in err
+
+
+def test_uuids_in_quantlabs_visible_devices_are_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaa,GPU-bbb")
+    _, cand = _specs("--ref", "m", "--cand", "q", "--gpus", "1")
+    assert cand.env == {"CUDA_VISIBLE_DEVICES": "GPU-bbb"}
+    assert endpoint_of(cand).gpus is None  # no index the Telemetry tab could match
+
+
+@pytest.mark.parametrize("hidden", ["", "-1", "-1,0"])
+def test_no_visible_gpu_refuses_any_list(monkeypatch: pytest.MonkeyPatch, hidden: str) -> None:
+    """CUDA reads up to the first invalid entry: "-1" hides every GPU."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+    with pytest.raises(UpError, match="the GPUs here are none"):
+        _specs("--ref", "m", "--cand", "q", "--gpus", "0")

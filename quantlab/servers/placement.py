@@ -94,13 +94,16 @@ class Visible:
     def here(cls, environ: Mapping[str, str]) -> Visible:
         raw = environ.get("CUDA_VISIBLE_DEVICES")
         if raw is None:
-            return cls(None, nvml_gpu_count(), "NVML")
+            count = nvml_gpu_count()
+            return cls(None, count, f"NVML sees {count}")
         entries: list[str] = []
         for entry in (e.strip() for e in raw.split(",")):
             if not entry or entry.startswith("-"):
                 break  # CUDA stops at the first invalid entry ("-1" hides every GPU)
             entries.append(entry)
-        return cls(entries, len(entries), f"CUDA_VISIBLE_DEVICES={raw}")
+        return cls(
+            entries, len(entries), f"CUDA_VISIBLE_DEVICES={raw} shows quantlab {len(entries)}"
+        )
 
     def check(self, text: str, gpus: Sequence[int]) -> None:
         """Refuse indexes past the GPUs there are (nothing to check when unknown)."""
@@ -112,7 +115,7 @@ class Visible:
         there = f"0-{self.count - 1}" if self.count > 1 else "0" if self.count else "none"
         raise PlacementError(
             f"--gpus {text} names GPU {', '.join(map(str, missing))}, but the GPUs "
-            f"here are {there} ({self.count} by {self.source})"
+            f"here are {there} ({self.source})"
         )
 
     def env_for(self, gpus: Sequence[int], environ: Mapping[str, str]) -> dict[str, str]:
