@@ -58,6 +58,7 @@ class Endpoint:
     slots: int | None = None  # llama.cpp /props total_slots (parallel requests served)
     model_path: str | None = None  # llama.cpp /props model_path
     dcgm_url: str | None = None  # the server host's dcgm-exporter /metrics (remote GPUs)
+    gpus: list[int] | None = None  # the GPUs `quantlab up` placed the server on (--gpus)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize without secrets: only the *name* of the key's variable is kept."""

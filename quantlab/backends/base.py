@@ -57,6 +57,12 @@ class ServeSpec:
     gpu_memory_utilization: float | None = None
     served_model_name: str | None = None
     extra_args: list[str] = field(default_factory=list)
+    #: GPUs the server is placed on, as quantlab counts them (None: inherit, the first
+    #: visible GPU); its ``env`` holds the ``CUDA_VISIBLE_DEVICES`` that puts it there.
+    gpus: list[int] | None = None
+    tensor_parallel_size: int | None = None
+    #: Added to quantlab's own environment for this server (nothing: inherit it as is).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

@@ -13,6 +13,11 @@ fractions must sum below 1, and two servers profiling free memory at once distur
 other (vLLM issues #14376, #17979): they start one after the other. ``--dtype`` is left
 to the model (``auto``) unless asked: older releases refuse bfloat16 with AWQ. vLLM 0.26
 has no GGUF loader, so a ``.gguf`` file cannot be served by it.
+
+On several GPUs a server uses ``tensor × pipeline × data`` parallel GPUs
+(``--tensor-parallel-size``/``-tp``, ``--pipeline-parallel-size``/``-pp``,
+``--data-parallel-size``/``-dp``), the first that many of its ``CUDA_VISIBLE_DEVICES``,
+and takes its ``--gpu-memory-utilization`` on each of them.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class Vllm:
         args += ["--dtype", spec.dtype or "auto"]
         if spec.max_model_len:
             args += ["--max-model-len", str(spec.max_model_len)]
+        if spec.tensor_parallel_size is not None:
+            args += ["--tensor-parallel-size", str(spec.tensor_parallel_size)]
         args += ["--served-model-name", spec.served_model_name or spec.name]
         return args + list(spec.extra_args)
 
@@ -108,14 +115,20 @@ class Vllm:
 VLLM = Vllm()
 
 
-def check_fractions(fractions: Sequence[float]) -> None:
-    """Refuse fractions that cannot all fit: each in (0, 1], sum below 0.95."""
-    for f in fractions:
+def check_fractions(fractions: Sequence[float], names: Sequence[str] | None = None) -> None:
+    """Refuse fractions that cannot all fit on one GPU: each in (0, 1], sum below 0.95.
+    ``names`` (the servers') label the fractions in the message."""
+    labels = list(names) if names is not None else [""] * len(fractions)
+    for f, label in zip(fractions, labels, strict=True):
         if not 0 < f <= 1:
-            raise VllmLaunchError(f"--gpu-memory-utilization {f} is not a fraction in (0, 1]")
+            who = f"{label}: " if label else ""
+            raise VllmLaunchError(f"{who}--gpu-memory-utilization {f} is not a fraction in (0, 1]")
     total = sum(fractions)
     if total >= MAX_FRACTION_SUM:
-        shown = " + ".join(f"{f:g}" for f in fractions)
+        shown = " + ".join(
+            f"{label} {f:g}" if label else f"{f:g}"
+            for f, label in zip(fractions, labels, strict=True)
+        )
         raise VllmLaunchError(
             f"the servers' --gpu-memory-utilization fractions sum to {total:.2f} ({shown}): "
             f"each is a fraction of the WHOLE GPU, so together they must stay below "
@@ -129,6 +142,44 @@ def default_fractions(n: int) -> list[float]:
         return [0.45, 0.40]
     share = int(0.85 / max(n, 1) * 100 + 1e-6) / 100
     return [share] * n
+
+
+#: vLLM's parallel-size flags (long, short), by the size they set.
+_PARALLEL_FLAGS = {
+    "--tensor-parallel-size": "tp",
+    "-tp": "tp",
+    "--pipeline-parallel-size": "pp",
+    "-pp": "pp",
+    "--data-parallel-size": "dp",
+    "-dp": "dp",
+}
+
+
+def parallel_sizes(args: Sequence[str]) -> dict[str, int]:
+    """The ``tp`` / ``pp`` / ``dp`` sizes a vLLM argument list sets, in the forms vLLM's
+    parser takes (``--tensor-parallel-size 4``, ``-tp=4``, ``--tensor_parallel_size 4``);
+    the last one given wins, as it does in vLLM."""
+    sizes: dict[str, int] = {}
+    i = 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if flag.startswith("--"):
+            flag = "--" + flag[2:].replace("_", "-")
+        key = _PARALLEL_FLAGS.get(flag)
+        i += 1
+        if key is None:
+            continue
+        if not eq:
+            value = args[i] if i < len(args) else ""
+            i += 1
+        try:
+            size = int(value)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise VllmLaunchError(f"{flag} {value!r} is not a positive whole number")
+        sizes[key] = size
+    return sizes
 
 
 def find_vllm(explicit: str | None = None) -> list[str]:

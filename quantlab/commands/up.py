@@ -1,4 +1,5 @@
-"""``quantlab up``: start a reference vLLM server and any number of candidates on one GPU.
+"""``quantlab up``: start a reference vLLM server and any number of candidates, on one GPU
+or placed on several.
 
 One command line, one server per ``--ref`` / ``--cand``; the flags after a server are that
 server's, flags before the first server apply to every server::
@@ -11,9 +12,17 @@ server's, flags before the first server apply to every server::
 Per server: ``--quantization``, ``--dtype`` (default ``auto``: the model's own),
 ``--mem`` / ``--gpu-memory-utilization`` (a fraction of the whole GPU), ``--port``
 (default 8000, then +1 for each next server; before the servers: the first one's),
-``--max-model-len`` and ``--vllm-arg`` (repeatable; ``--vllm-arg --enforce-eager`` and
-``--vllm-arg "--kv-cache-dtype fp8"`` both work). The old two-server form ``--bf16 M
---quant M [--quant-name N] [--quantization Q] [--gpu-memory-utilization A,B]`` still works.
+``--max-model-len``, ``--vllm-arg`` (repeatable; ``--vllm-arg --enforce-eager`` and
+``--vllm-arg "--kv-cache-dtype fp8"`` both work) and ``--gpus LIST`` (``0,1,2,3``, ``0-3``:
+the server gets that ``CUDA_VISIBLE_DEVICES`` and ``--tensor-parallel-size`` of the list's
+length; see :mod:`quantlab.servers.placement` for how indexes are counted). The fractions
+must fit on every GPU: servers on disjoint lists may each take 0.9::
+
+    quantlab up --ref M --gpus 0-3 --cand fp8=M --quantization fp8 --gpus 4,5 \\
+        --gpu-memory-utilization 0.9
+
+The old two-server form ``--bf16 M --quant M [--quant-name N] [--quantization Q]
+[--gpu-memory-utilization A,B]`` still works.
 
 Servers start one after the other, each healthy before the next; a server that dies is
 reported with its log tail and the others are stopped. Ctrl+C, SIGTERM and SIGHUP stop
@@ -24,6 +33,7 @@ them all. Servers are started from argument lists, never through a shell, and li
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -33,14 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.backends import VLLM, ServeSpec
-from quantlab.backends.vllm import (
-    VllmLaunchError,
-    check_fractions,
-    default_fractions,
-    find_vllm,
-)
+from quantlab.backends.vllm import VllmLaunchError, find_vllm, parallel_sizes
 from quantlab.records import Endpoint
 from quantlab.servers import ServerStartError, stop_signals
+from quantlab.servers.placement import (
+    PlacementError,
+    Visible,
+    fill_fractions,
+    nvml_indexes,
+    parse_gpus,
+)
 from quantlab.servers.supervisor import Launch, Supervisor
 
 #: Options whose value may itself start with "-" (cli.py joins ``--vllm-arg X`` for them).
@@ -111,7 +123,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="mem",
         action=_PerServer,
         metavar="FRACTION",
-        help="fraction of the WHOLE GPU (all servers together below 0.95)",
+        help="fraction of each of its GPUs (the servers on one GPU together below 0.95)",
+    )
+    s.add_argument(
+        "--gpus",
+        action=_PerServer,
+        metavar="LIST",
+        help="GPUs to run on (0,1,2,3 or 0-3): CUDA_VISIBLE_DEVICES and tensor parallel of "
+        "that many; default: the first visible GPU",
     )
     s.add_argument("--port", action=_PerServer, type=int, help="default 8000, +1 per server")
     s.add_argument("--max-model-len", action=_PerServer, type=int, help="cap the context")
@@ -203,27 +222,69 @@ def _fraction(s: _Server) -> float | None:
         raise UpError(f"{s.name}: --mem {raw!r} is not a number") from None
 
 
+@dataclass(slots=True)
+class _Placement:
+    """Where one server runs: the GPUs counted for memory, the list it was given (None:
+    inherited), the ``--tensor-parallel-size`` quantlab adds and its environment."""
+
+    counted: list[int]
+    gpus: list[int] | None = None
+    tp: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _place(s: _Server, visible: Visible) -> _Placement:
+    """A server's GPUs from ``--gpus`` and its vLLM parallel flags, which must agree."""
+    try:
+        sizes = parallel_sizes(s.opts.get("vllm_arg", []))
+    except VllmLaunchError as exc:
+        raise UpError(f"{s.name}: {exc}") from None
+    pp, dp = sizes.get("pp", 1), sizes.get("dp", 1)
+    text = s.opts.get("gpus")
+    if text is None:
+        return _Placement(list(range(sizes.get("tp", 1) * pp * dp)))
+    try:
+        gpus = parse_gpus(str(text))
+        visible.check(str(text), gpus)
+    except PlacementError as exc:
+        raise UpError(f"{s.name}: {exc}") from None
+    n, others = len(gpus), pp * dp
+    given = sizes.get("tp")
+    others_shown = [
+        f"--{word}-parallel-size {sizes[key]}"
+        for key, word in (("pp", "pipeline"), ("dp", "data"))
+        if key in sizes
+    ]
+    if given is not None and given * others != n:
+        product = " × ".join([f"--tensor-parallel-size {given}", *others_shown])
+        raise UpError(
+            f"{s.name}: --gpus {text} holds {n} GPUs but {product} uses {given * others}: "
+            "make them agree, or leave --tensor-parallel-size out (quantlab sets it from "
+            "the list)"
+        )
+    if given is None and n % others:
+        raise UpError(
+            f"{s.name}: --gpus {text} holds {n} GPUs, not a multiple of {' × '.join(others_shown)}"
+        )
+    tp = None if given is not None else n // others
+    return _Placement(gpus, gpus, tp, visible.env_for(gpus, os.environ))
+
+
 def specs(args: argparse.Namespace) -> list[ServeSpec]:
-    """The servers to start, checked: names, one reference, fractions that fit, ports."""
+    """The servers to start, checked: names, one reference, GPUs, fractions that fit on
+    every GPU, ports."""
     servers = _servers(args)
-    fractions = [_fraction(s) for s in servers]
-    check_fractions([f for f in fractions if f is not None])  # the ones given, first
-    missing = [i for i, f in enumerate(fractions) if f is None]
-    if missing:
-        if len(missing) == len(servers):
-            fill = default_fractions(len(servers))
-        else:
-            left = 0.85 - sum(f for f in fractions if f is not None)
-            share = int(left / len(missing) * 100 + 1e-6) / 100
-            if share <= 0:
-                raise UpError("no GPU memory left for the servers without --mem: give each one")
-            fill = [share] * len(servers)
-        for i in missing:
-            fractions[i] = fill[i]
-    check_fractions([f for f in fractions if f is not None])
+    visible = Visible.here(os.environ)
+    places = [_place(s, visible) for s in servers]
+    try:
+        fractions = fill_fractions(
+            [s.name for s in servers], [_fraction(s) for s in servers], [p.counted for p in places]
+        )
+    except (PlacementError, VllmLaunchError) as exc:
+        raise UpError(str(exc)) from None
     out: list[ServeSpec] = []
     next_port = DEFAULT_PORT
-    for s, frac in zip(servers, fractions, strict=True):
+    for s, frac, place in zip(servers, fractions, places, strict=True):
         port = s.opts.get("port")
         port = int(port) if port is not None else next_port
         next_port = port + 1
@@ -240,6 +301,9 @@ def specs(args: argparse.Namespace) -> list[ServeSpec]:
                 gpu_memory_utilization=frac,
                 served_model_name=s.name,
                 extra_args=list(s.opts.get("vllm_arg", [])),
+                gpus=place.gpus,
+                tensor_parallel_size=place.tp,
+                env=place.env,
             )
         )
     ports = [sp.port for sp in out]
@@ -261,6 +325,7 @@ def endpoint_of(spec: ServeSpec, pid: int | None = None) -> Endpoint:
         quantization=spec.quantization,
         max_context=spec.max_model_len,
         pid=pid,
+        gpus=nvml_indexes(spec.env),
     )
 
 
@@ -272,17 +337,21 @@ def run(args: argparse.Namespace) -> int:
     except (UpError, VllmLaunchError) as exc:
         print(f"quantlab up: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        for argv in argvs:
-            print(shlex.join(argv))
-        return 0
     log_dir = Path(args.log_dir)
     launches = [
         Launch(
-            sp.name, argv, health_url=sp.base_url + "/health", log_path=log_dir / f"{sp.name}.log"
+            sp.name,
+            argv,
+            health_url=sp.base_url + "/health",
+            log_path=log_dir / f"{sp.name}.log",
+            env=dict(sp.env),
         )
         for sp, argv in zip(server_specs, argvs, strict=True)
     ]
+    if args.dry_run:  # each server's environment addition, then its argv
+        for launch in launches:
+            print(launch.shown())
+        return 0
     sup = Supervisor(launches)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     with stop_signals():  # SIGTERM/SIGHUP: stop every server, exit 128 + signal
@@ -297,6 +366,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             eps = [endpoint_of(sp, sv.pid) for sp, sv in zip(server_specs, servers, strict=True)]
             flags = " ".join(f"--endpoint {e.name}={e.base_url}" for e in eps)
+            for e in eps:
+                if e.gpus is not None:
+                    print(f"{e.name} on GPU {','.join(map(str, e.gpus))}", file=sys.stderr)
             print(
                 f"ready. In another terminal:\n  quantlab {flags}\n  quantlab run sanity {flags}",
                 flush=True,

@@ -9,8 +9,11 @@ carries its log tail.
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantlab.servers.process import ServerProcess, ServerStartError
@@ -19,7 +22,8 @@ from quantlab.servers.process import ServerProcess, ServerStartError
 @dataclass(slots=True)
 class Launch:
     """One server to start: its name, exact argv, health URL (None: the caller waits in
-    its own way, e.g. for a URL the child announces) and log file."""
+    its own way, e.g. for a URL the child announces), log file, and what to add to
+    quantlab's environment for it (``CUDA_VISIBLE_DEVICES``…; nothing: inherit it)."""
 
     name: str
     argv: list[str]
@@ -27,6 +31,12 @@ class Launch:
     log_path: Path | None = None
     stdout_pipe: bool = False
     death_signal: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def shown(self) -> str:
+        """The launch as a shell would take it: the environment it adds, then the argv."""
+        pairs = [f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items())]
+        return " ".join([*pairs, shlex.join(self.argv)])
 
 
 Say = Callable[[str], None]
@@ -58,14 +68,14 @@ class Supervisor:
         self.servers: list[ServerProcess] = []
 
     def spawn(self, launch: Launch) -> ServerProcess:
-        kwargs = {} if launch.death_signal is None else {"death_signal": launch.death_signal}
         server = ServerProcess(
             launch.name,
             launch.argv,
             log_path=launch.log_path,
             stdout_pipe=launch.stdout_pipe,
+            death_signal=signal.SIGTERM if launch.death_signal is None else launch.death_signal,
+            env={**os.environ, **launch.env} if launch.env else None,
             stop_timeout=self.stop_timeout,
-            **kwargs,  # type: ignore[arg-type]
         )
         self.servers.append(server)
         return server
@@ -78,7 +88,7 @@ class Supervisor:
         tell = say or (lambda _m: None)
         try:
             for launch in self.launches:
-                tell(f"starting {launch.name}: {' '.join(launch.argv)}")
+                tell(f"starting {launch.name}: {launch.shown()}")
                 server = self.spawn(launch)
                 if launch.health_url is None:
                     continue

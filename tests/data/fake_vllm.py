@@ -1,10 +1,12 @@
 """A stand-in for the `vllm` CLI, for testing `quantlab up`'s supervision where vLLM can't
 run (no GPU). `fake_vllm.py serve MODEL --port N …` answers /health after a short start-up;
-MODEL "crash" prints a traceback-like line and exits 1, MODEL "hang" never gets healthy."""
+MODEL "crash" prints a traceback-like line and exits 1, MODEL "hang" never gets healthy.
+Its log says its argv and the CUDA_VISIBLE_DEVICES it was given (the placement)."""
 
 from __future__ import annotations
 
 import http.server
+import os
 import sys
 import time
 
@@ -14,7 +16,9 @@ def main() -> None:
     assert args[0] == "serve", args
     model = args[1]
     port = int(args[args.index("--port") + 1])
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
     print(f"INFO fake vllm serving {model} on {port} argv={args}", flush=True)
+    print(f"INFO fake vllm CUDA_VISIBLE_DEVICES={cuda}", flush=True)
     if model == "crash":
         print("RuntimeError: CUDA out of memory (fake)", flush=True)
         sys.exit(1)
