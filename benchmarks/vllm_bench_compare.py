@@ -9,7 +9,12 @@ quantlab's side uses vLLM's formulas on quantlab's own per-request timing: TPOT 
 TTFT) / (output tokens - 1) per request, percentiles as ``numpy.percentile`` (linear), output
 tok/s = the level's output tokens / its wall time (the capacity table's ``throughput_tok_s``).
 
-    python benchmarks/vllm_bench_compare.py --vllm DIR --session S.json --lane bf16 [--markdown]
+    python benchmarks/vllm_bench_compare.py --vllm DIR --session S.json [--session S2.json]
+        --lane bf16 [--markdown]
+
+With several runs of either tool (vllm result files at the same level, several sessions),
+each tool's figures are averaged over its runs, and each tool's second run is also shown
+against its first: how far a tool is from itself is the yardstick for the difference.
 """
 
 from __future__ import annotations
@@ -116,16 +121,30 @@ def _pct(a: float | None, b: float | None) -> float | None:
     return round(100.0 * (a - b) / b, 2)
 
 
-def compare(vllm: dict[int, list[dict[str, Any]]], ql: dict[int, dict[str, Any]]) -> list[dict]:
+def _mean_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metrics averaged over runs (each run's figure counts once)."""
+    out: dict[str, Any] = {"runs": len(runs)}
+    for m in METRICS:
+        vals = [r[m] for r in runs if r.get(m) is not None]
+        out[m] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def compare(
+    vllm: dict[int, list[dict[str, Any]]], ql: dict[int, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Per level: each tool's figures averaged over its runs, quantlab's difference from
+    vLLM's in percent, and each tool's run-to-run difference (second run against the first:
+    the noise the difference has to be read against)."""
     rows = []
     for c in sorted(set(vllm) & set(ql)):
-        runs = vllm[c]
-        ref = runs[0]
-        row: dict[str, Any] = {"concurrency": c, "vllm": ref, "quantlab": ql[c]}
-        row["diff_pct"] = {m: _pct(ql[c][m], ref[m]) for m in METRICS}
-        if len(runs) > 1:  # a second vllm bench run: how far vLLM is from itself
-            row["vllm_rerun"] = runs[1]
-            row["vllm_rerun_diff_pct"] = {m: _pct(runs[1][m], ref[m]) for m in METRICS}
+        v, q = _mean_row(vllm[c]), _mean_row(ql[c])
+        row: dict[str, Any] = {"concurrency": c, "vllm": v, "quantlab": q}
+        row["vllm_runs"], row["quantlab_runs"] = vllm[c], ql[c]
+        row["diff_pct"] = {m: _pct(q[m], v[m]) for m in METRICS}
+        for tool, runs in (("vllm", vllm[c]), ("quantlab", ql[c])):
+            if len(runs) > 1:
+                row[f"{tool}_rerun_diff_pct"] = {m: _pct(runs[1][m], runs[0][m]) for m in METRICS}
         rows.append(row)
     return rows
 
@@ -133,29 +152,39 @@ def compare(vllm: dict[int, list[dict[str, Any]]], ql: dict[int, dict[str, Any]]
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = "| in flight | tool | " + " | ".join(LABELS[m] for m in METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+
+    def pcts(d: dict[str, float | None]) -> list[str]:
+        return [f"{v:+.1f} %" if v is not None else "–" for v in d.values()]
+
     for r in rows:
+        c = r["concurrency"]
         for tool, d in (("vllm bench serve", r["vllm"]), ("quantlab capacity", r["quantlab"])):
             cells = [f"{d[m]:.1f}" if d[m] is not None else "–" for m in METRICS]
-            lines.append(f"| {r['concurrency']} | {tool} | " + " | ".join(cells) + " |")
-        diffs = [f"{v:+.1f} %" if v is not None else "–" for v in r["diff_pct"].values()]
-        lines.append(f"| {r['concurrency']} | difference | " + " | ".join(diffs) + " |")
-        if "vllm_rerun_diff_pct" in r:
-            again = [
-                f"{v:+.1f} %" if v is not None else "–" for v in r["vllm_rerun_diff_pct"].values()
-            ]
-            lines.append(f"| {r['concurrency']} | vllm bench again | " + " | ".join(again) + " |")
+            runs = f" (mean of {d['runs']})" if d["runs"] > 1 else ""
+            lines.append(f"| {c} | {tool}{runs} | " + " | ".join(cells) + " |")
+        lines.append(f"| {c} | **difference** | " + " | ".join(pcts(r["diff_pct"])) + " |")
+        for tool in ("vllm", "quantlab"):
+            if f"{tool}_rerun_diff_pct" in r:
+                again = pcts(r[f"{tool}_rerun_diff_pct"])
+                lines.append(f"| {c} | {tool} run 2 vs run 1 | " + " | ".join(again) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vllm", type=Path, required=True, help="folder of vllm bench result JSON")
-    ap.add_argument("--session", type=Path, required=True)
+    ap.add_argument(
+        "--session", type=Path, action="append", required=True, help="repeatable: one a run"
+    )
     ap.add_argument("--lane", required=True)
     ap.add_argument("--suite", help="capacity suite name in the session (default: the first)")
     ap.add_argument("--markdown", action="store_true", help="print the table, not JSON")
     a = ap.parse_args(argv)
-    rows = compare(vllm_rows(a.vllm), quantlab_rows(a.session, a.lane, a.suite))
+    ql: dict[int, list[dict[str, Any]]] = {}
+    for session in a.session:
+        for c, row in quantlab_rows(session, a.lane, a.suite).items():
+            ql.setdefault(c, []).append({"file": session.name, **row})
+    rows = compare(vllm_rows(a.vllm), ql)
     if a.markdown:
         print(markdown(rows))
     else:
