@@ -305,10 +305,21 @@ class Runner:
         sem = asyncio.Semaphore(concurrency)
 
         async def one(job: Job) -> None:
-            async with sem:
+            await sem.acquire()
+            held = True
+
+            def release() -> None:  # once the streams end: judging and saving hold no slot
+                nonlocal held
+                if held:
+                    held = False
+                    sem.release()
+
+            try:
                 if self._cancel_requested:
                     return
-                await self._send(job)
+                await self._send(job, on_streams_ended=release)
+            finally:
+                release()
 
         tasks = [asyncio.create_task(one(j)) for j in jobs]
         try:
@@ -318,7 +329,7 @@ class Runner:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _send(self, job: Job) -> None:
+    async def _send(self, job: Job, on_streams_ended: Callable[[], None] | None = None) -> None:
         row, case = job.row, job.case
         self.set_row(row, "running")
         for n in row.lanes:
@@ -356,6 +367,7 @@ class Runner:
             extra_body=job.extra_body,
             store=self.store,
             write=self._write,
+            on_streams_ended=on_streams_ended,
         )
         for lane, result in exchange.results.items():
             fill_lane_row(row.lanes[lane], result)

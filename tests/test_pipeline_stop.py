@@ -107,3 +107,61 @@ async def test_a_stopped_exchange_stays_out_of_the_conversation() -> None:
     conv = Conversation(["fast", "slow"])
     conv.record(stopped.exchange)
     assert conv.turns == {"fast": 0, "slow": 0}
+
+
+class _OrderStore:
+    """Records when the exchange is saved, relative to the streams-ended callback."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def save_lane(self, *_: object) -> None:
+        self.events.append("save_lane")
+
+    def append_exchange(self, *_: object) -> None:
+        self.events.append("append_exchange")
+
+
+def test_streams_ended_fires_once_before_judging_and_saving() -> None:
+    """The runner frees a request's concurrency slot at ``on_streams_ended``: it must come
+    when the last lane's stream ends, once, before the saves (else "64 in flight" counts
+    exchanges being written, and the server sees fewer)."""
+    events: list[str] = []
+
+    async def go() -> None:
+        with (
+            StandIn(Reply(tokens=["a", " b"])) as a_s,
+            StandIn(Reply(tokens=["c"] * 20, tokens_per_s=200)) as b_s,
+        ):
+            clients = [
+                LaneClient(Endpoint("a", a_s.url, role="reference")),
+                LaneClient(Endpoint("b", b_s.url)),
+            ]
+
+            def on_lane_done(lane: str, _result: object) -> None:
+                events.append(f"done:{lane}")
+
+            try:
+                await send_exchange(
+                    clients,
+                    {c.name: [{"role": "user", "content": "hi"}] for c in clients},
+                    PARAMS,
+                    prompt="hi",
+                    source="test",
+                    reference="a",
+                    store=_OrderStore(events),  # type: ignore[arg-type]
+                    save_lanes=True,
+                    on_lane_done=on_lane_done,
+                    on_streams_ended=lambda: events.append("ended"),
+                )
+            finally:
+                for c in clients:
+                    await c.aclose()
+
+    asyncio.run(go())
+    assert events.count("ended") == 1
+    # a finished first: its lane is judged and saved while b still streams; "ended" comes
+    # with b's end, before b's lane save and before the exchange is written
+    assert events.index("ended") > events.index("done:a")
+    assert events.index("ended") < events.index("done:b") < events.index("append_exchange")
+    assert events[-1] == "append_exchange"
