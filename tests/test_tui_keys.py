@@ -271,7 +271,11 @@ async def test_theme_and_layout_are_remembered_in_a_private_file(tmp_path: Path)
         await pilot.press("ctrl+l")  # side -> stacked
         await pilot.pause()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == {"theme": "quantlab-light", "layout": "stacked"}
+    assert json.loads(path.read_text()) == {
+        "theme": "quantlab-light",
+        "layout": "stacked",
+        "linked_scroll": True,
+    }
     state = load_state(path)
     assert choose_themes(None, state.theme, "quantlab").selected == "quantlab-light"
     again = make_app(layout=state.layout)
@@ -286,8 +290,10 @@ def test_a_broken_state_file_means_nothing_remembered(tmp_path: Path) -> None:
     assert load_state(path) == UiState()
     path.write_text('{"theme": 3, "layout": "diagonal"}')
     assert load_state(path) == UiState()
-    save_state(UiState("nord", "side"), path)
-    assert load_state(path) == UiState("nord", "side")
+    save_state(UiState("nord", "side", linked_scroll=False), path)
+    assert load_state(path) == UiState("nord", "side", linked_scroll=False)
+    path.write_text('{"theme": "nord", "linked_scroll": "no"}')  # not a bool: the default
+    assert load_state(path) == UiState("nord")
     # A remembered theme whose file is gone: the config's (or the default) instead.
     assert choose_themes(None, "gone-theme", None).selected == "quantlab"
     assert choose_themes(None, "gone-theme", None).problems == []
