@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 from textual import events
+from textual.app import App, ComposeResult
 
 from quantlab.records import Endpoint, Exchange, LaneResult, SamplingParams
 from tui.app import QuantlabApp
 from tui.state import load_state
 from tui.theme import load_app_themes
 from tui.widgets.chat.chat_view import ChatView
+from tui.widgets.chat.lane_header import LaneHeader
 from tui.widgets.chat.scroll_link import linked_offset
 from tui.widgets.chat.stream_view import StreamView
 
@@ -225,3 +227,32 @@ async def test_anchors_survive_a_rewrap_and_the_choice_is_remembered(tmp_path: P
         await pilot.pause()
         chat, _a, _b = views(again)
         assert not chat.link.linked and footer_keys(again).get("f7") == "Link scroll"
+
+
+class HeaderApp(App[None]):
+    def compose(self) -> ComposeResult:
+        ep = Endpoint(
+            "q4_0",
+            "http://127.0.0.1:41975",
+            role="candidate",
+            model="smollm2-135m-q4_0",
+            backend="llama.cpp",
+            server_version="b6140",
+            max_context=8192,
+            quantization="Q4_0",
+        )
+        header = LaneHeader(ep)
+        header.styles.width = 56  # a lane's width side by side at 120 columns
+        yield header
+
+
+async def test_the_linked_mark_leaves_the_server_line_its_width() -> None:
+    app = HeaderApp()
+    async with app.run_test(size=(120, 10)) as pilot:
+        header = app.query_one(LaneHeader)
+        header.set_status("ready")
+        header.linked = True
+        await pilot.pause()
+        first, second = header.render_line(0).text, header.render_line(1).text
+        assert "⇅ linked  ● ready" in first and "smollm2-135m-q4_0" in first
+        assert "llama.cpp b6140 · ctx 8,192 · Q4_0 · 127.0.0.1:41975" in second

@@ -311,15 +311,15 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide keys that do nothing now (Stop only while streaming; chat keys need lanes
-        and the chat tab; a tab's key while another tab shows)."""
+        and the chat tab in sight; a tab's key while another tab shows)."""
         chat = self.chat
         if action == "show_tab":
             tab = str(parameters[0]) if parameters else ""
             return bool(self.query(f"#{tab}")) and tab != self.active_tab
         if action == "stop":
             return bool(chat and chat.busy)
-        if action in CHAT_ACTIONS and self.active_tab != "tab-chat":
-            return False
+        if action in CHAT_ACTIONS and (self.active_tab != "tab-chat" or len(self.screen_stack) > 1):
+            return False  # not on the Chat tab, or a screen over it (a session opened)
         if action in ("new_conversation", "edit_params"):
             return chat is not None
         if action == "annotate":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -128,12 +129,16 @@ class LaneHeader(Widget):
             facts = Text(describe_server(ep), style=self._style("facts"))
         return name, state, facts
 
-    def render(self) -> Table:
+    def render(self) -> Group:
         name, state, facts = self._parts()
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
         grid.add_row(name, state)
-        if not self.has_class("-compact"):
-            grid.add_row(facts, "")
-        return grid
+        if self.has_class("-compact"):
+            return Group(grid)
+        # The facts line on its own, the whole width: in the grid it would lose the status
+        # column's width too (most of its address when "⇅ linked" is shown).
+        facts.no_wrap = True
+        facts.overflow = "ellipsis"
+        return Group(grid, facts)
