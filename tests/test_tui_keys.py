@@ -21,7 +21,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Input, OptionList, SelectionList
 
 from quantlab.cli import main
-from quantlab.records import Endpoint
+from quantlab.records import Endpoint, Finding
 from tui.app import QuantlabApp
 from tui.state import UiState, load_state, save_state
 from tui.theme import choose_themes, load_app_themes
@@ -271,7 +271,11 @@ async def test_theme_and_layout_are_remembered_in_a_private_file(tmp_path: Path)
         await pilot.press("ctrl+l")  # side -> stacked
         await pilot.pause()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == {"theme": "quantlab-light", "layout": "stacked"}
+    assert json.loads(path.read_text()) == {
+        "theme": "quantlab-light",
+        "layout": "stacked",
+        "linked_scroll": True,
+    }
     state = load_state(path)
     assert choose_themes(None, state.theme, "quantlab").selected == "quantlab-light"
     again = make_app(layout=state.layout)
@@ -286,8 +290,10 @@ def test_a_broken_state_file_means_nothing_remembered(tmp_path: Path) -> None:
     assert load_state(path) == UiState()
     path.write_text('{"theme": 3, "layout": "diagonal"}')
     assert load_state(path) == UiState()
-    save_state(UiState("nord", "side"), path)
-    assert load_state(path) == UiState("nord", "side")
+    save_state(UiState("nord", "side", linked_scroll=False), path)
+    assert load_state(path) == UiState("nord", "side", linked_scroll=False)
+    path.write_text('{"theme": "nord", "linked_scroll": "no"}')  # not a bool: the default
+    assert load_state(path) == UiState("nord")
     # A remembered theme whose file is gone: the config's (or the default) instead.
     assert choose_themes(None, "gone-theme", None).selected == "quantlab"
     assert choose_themes(None, "gone-theme", None).problems == []
@@ -341,6 +347,36 @@ async def test_runner_at_80x24_has_few_wide_columns_and_details_below() -> None:
         await pilot.pause()
         assert len(table.columns) == 8 and table.row_count == 8
         assert table.cursor_row == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_the_compare_view_shows_the_answers_not_only_their_heads(
+    size: tuple[int, int],
+) -> None:
+    app = QuantlabApp(endpoints=rs.endpoints(), themes=load_app_themes(None))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        await pilot.press("f5")
+        await pilot.pause()
+        pane = app.query_one(RunnerPane)
+        ex = rs.sanity_exchanges()[0]
+        for lane, r in ex.results.items():  # a long answer and many findings (they scroll)
+            r.text = " ".join(f"word{i}" for i in range(300))
+            r.findings += [Finding("length", lane, "warn", 0.5, "long " * 30) for _ in range(5)]
+        pane._show_exchange_rows(ex)
+        pane.query_one("#runner-table", DataTable).focus()
+        await pilot.pause(0.3)
+        await pilot.press("w")  # the word diff
+        await pilot.pause(0.3)
+        view = pane.query_one(CompareView)
+        assert view.word_diff
+        assert not view.query_one("#compare-notes").display  # no annotations: no empty row
+        want = 1 if size[1] < 40 else 5  # rows of each answer in view
+        for lane in view.query(".compare-lane"):
+            head = lane.query_one(".compare-lane-head")
+            text = lane.query_one(".compare-lane-text")
+            seen = lane.region.intersection(text.region)
+            assert seen.height >= want, (size, head.region, text.region, lane.region)
 
 
 def test_flags_show_the_persons_verdict() -> None:

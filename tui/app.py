@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from quantlab.records import Endpoint, Exchange, SamplingParams
 from tui.screenshot import ScreenshotMixin
@@ -50,7 +50,7 @@ TABS: dict[str, tuple[str, str, int]] = {
     "tab-telemetry": ("Telemetry", "f6", 3),
 }
 #: Actions that only mean something on the chat tab (hidden from the footer elsewhere).
-CHAT_ACTIONS = ("new_conversation", "edit_params", "annotate", "toggle_layout")
+CHAT_ACTIONS = ("new_conversation", "edit_params", "annotate", "toggle_layout", "link_scroll")
 
 
 def _warm_up() -> None:
@@ -96,6 +96,12 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         Binding("f3", "annotate", "Annotate", priority=True, tooltip="Annotate the last exchange"),
         Binding("escape", "stop", "Stop", tooltip="Stop the answers streaming now"),
         Binding("ctrl+l", "toggle_layout", "Layout", show=False, tooltip="Side by side / stacked"),
+        # One key, two bindings: the footer shows the one that applies ("Link" while the
+        # lanes scroll apart, "Unlink" while linked); check_action hides the other.
+        Binding("f7", "link_scroll(True)", "Link scroll", tooltip="Scroll the lanes together"),
+        Binding("f7", "link_scroll(False)", "Unlink", tooltip="Scroll each lane on its own"),
+        Binding("s", "link_scroll(True)", "Link scroll", show=False),
+        Binding("s", "link_scroll(False)", "Unlink", show=False),
         *(
             Binding(fkey, f"show_tab('{tab}')", title, priority=True, tooltip=f"The {title} tab")
             for tab, (title, fkey, _n) in TABS.items()
@@ -127,6 +133,7 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         telemetry_hz: float = 4.0,
         limits: Any = None,
         layout: str = "auto",
+        linked_scroll: bool = True,
         state_path: Path | None = None,
     ) -> None:
         super().__init__()
@@ -144,6 +151,7 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         self.setup: Any = None  # what connect() returned (it owns started servers)
         self.fatal: str | None = None  # why the app could not start its lanes
         self.layout_mode = layout if layout in LAYOUTS else "auto"  # "auto" | "side" | "stacked"
+        self.linked_scroll = linked_scroll  # the chat's lanes scroll together
         self.freeze_gc = freeze_gc
         self.telemetry_hz = telemetry_hz
         self.state_path = state_path  # where theme and layout are remembered (None: nowhere)
@@ -222,6 +230,7 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             history_label=label,
             read_timeout=self.read_timeout,
             limits=self.limits,
+            scroll_linked=self.linked_scroll,
             id="chat",
         )
 
@@ -232,6 +241,10 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             self.set_timer(1.0, _freeze_gc)
         tabs = self.query_one(TabbedContent)
         tabs.set_class(tabs.tab_count <= 1, "-single")
+        # The tab strip out of the Tab order: Tab goes from the prompt to the lanes (as the
+        # help says), not to the strip first; F4-F6, 1-3 and a click switch tabs.
+        for strip in tabs.query_children(Tabs):
+            strip.can_focus = False
         bar = self.query_one(AppBar)
         bar.update_state(session=self._session_label(), exchanges=len(self.history))
         if self.endpoints is not None:
@@ -350,19 +363,22 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide keys that do nothing now (Stop only while streaming; chat keys need lanes
-        and the chat tab; a tab's key while another tab shows)."""
+        and the chat tab in sight; a tab's key while another tab shows)."""
         chat = self.chat
         if action == "show_tab":
             tab = str(parameters[0]) if parameters else ""
             return bool(self.query(f"#{tab}")) and tab != self.active_tab
         if action == "stop":
             return bool(chat and chat.busy)
-        if action in CHAT_ACTIONS and self.active_tab != "tab-chat":
-            return False
+        if action in CHAT_ACTIONS and (self.active_tab != "tab-chat" or len(self.screen_stack) > 1):
+            return False  # not on the Chat tab, or a screen over it (a session opened)
         if action in ("new_conversation", "edit_params"):
             return chat is not None
         if action == "annotate":
             return bool(chat and chat.exchanges and not chat.busy)
+        if action == "link_scroll":  # the binding that changes something, with 2+ lanes
+            wanted = bool(parameters[0]) if parameters else True
+            return chat is not None and len(chat.panes) > 1 and wanted != self.linked_scroll
         return True
 
     def action_new_conversation(self) -> None:
@@ -450,14 +466,32 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         self.notify(f"layout: {self.layout_mode}", timeout=2)
         self._remember()
 
+    def action_link_scroll(self, linked: bool = True) -> None:
+        """Scroll the chat's lanes together (or not); remembered like the layout."""
+        self.linked_scroll = linked
+        if self.chat:
+            self.chat.set_scroll_linked(linked)
+        self.refresh_bindings()
+        self.notify(
+            "scroll: linked, the lanes show the same exchange"
+            if linked
+            else "scroll: each lane on its own",
+            timeout=2,
+        )
+        self._remember()
+
     def _remember(self) -> None:
-        """Keep the theme and layout for the next run (a failure is said, never raised)."""
+        """Keep the theme, layout and scroll link for the next run (a failure is said,
+        never raised)."""
         if self.state_path is None:
             return
+        state = UiState(theme=self.theme, layout=self.layout_mode, linked_scroll=self.linked_scroll)
         try:
-            save_state(UiState(theme=self.theme, layout=self.layout_mode), self.state_path)
+            save_state(state, self.state_path)
         except OSError as exc:
-            self.notify(f"could not remember the theme and layout: {exc}", severity="warning")
+            self.notify(
+                f"could not remember the theme, layout and scroll link: {exc}", severity="warning"
+            )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -477,6 +511,13 @@ class QuantlabApp(ScreenshotMixin, App[int]):
             "Toggle lane layout",
             "Auto / side by side / stacked (ctrl+l)",
             self.action_toggle_layout,
+        )
+        yield SystemCommand(
+            "Link lane scrolling" if not self.linked_scroll else "Unlink lane scrolling",
+            "Scroll the lanes together, the same exchange in view (F7)"
+            if not self.linked_scroll
+            else "Scroll each lane on its own (F7)",
+            lambda: self.action_link_scroll(not self.linked_scroll),
         )
         yield SystemCommand("Keys", "Every key, tab by tab (F1)", self.action_help)
         yield SystemCommand(

@@ -100,6 +100,7 @@ def chat(args: argparse.Namespace) -> int:
         telemetry_hz=config.telemetry_hz,
         limits=limits,
         layout=state.layout,
+        linked_scroll=state.linked_scroll,
         state_path=state_path(),
     )
     signalled: StopSignals | None = None

@@ -1,4 +1,5 @@
-"""What the app remembers between runs: the chosen theme and the lane layout.
+"""What the app remembers between runs: the chosen theme, the lane layout, and whether
+the chat's lanes scroll together.
 
 A small JSON file, ``$XDG_CONFIG_HOME/quantlab/state.json`` (default
 ``~/.config/quantlab/state.json``), readable by its owner only (0600) and replaced whole on
@@ -26,6 +27,7 @@ class UiState:
 
     theme: str | None = None
     layout: str = "auto"
+    linked_scroll: bool = True
 
 
 def state_path() -> Path:
@@ -43,9 +45,11 @@ def load_state(path: Path | None = None) -> UiState:
         return UiState()
     theme = data.get("theme")
     layout = data.get("layout")
+    linked = data.get("linked_scroll")
     return UiState(
         theme=theme if isinstance(theme, str) and theme else None,
         layout=layout if layout in LAYOUTS else "auto",
+        linked_scroll=linked if isinstance(linked, bool) else True,
     )
 
 
@@ -53,7 +57,8 @@ def save_state(state: UiState, path: Path | None = None) -> None:
     """Write the file atomically with mode 0600; raises OSError when it cannot."""
     target = path or state_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"theme": state.theme, "layout": state.layout}, indent=1) + "\n"
+    data = {"theme": state.theme, "layout": state.layout, "linked_scroll": state.linked_scroll}
+    body = json.dumps(data, indent=1) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp creates it 0600

@@ -31,10 +31,15 @@ class SessionSummary:
 
     def matches(self, query: str) -> bool:
         """Every word of ``query`` (case-insensitive) is in one of the prompts."""
+        return self.first_match(query) is not None
+
+    def first_match(self, query: str) -> str | None:
+        """The first prompt holding every word of ``query`` (case-insensitive): the first
+        prompt for an empty query, None when no prompt matches."""
         words = query.lower().split()
         if not words:
-            return True
-        return any(all(w in p.lower() for w in words) for p in self.prompts)
+            return self.first_prompt
+        return next((p for p in self.prompts if all(w in p.lower() for w in words)), None)
 
 
 def summarize_session(path: str | os.PathLike[str]) -> SessionSummary:

@@ -7,7 +7,8 @@ send, detect, save), each lane keeps its own history in a
 moment that lane completes, then the whole exchange with its findings once all lanes are
 done. An exchange stopped with Esc is kept too: the finished lanes as they are, the others
 with their partial text marked stopped (the pipeline saves it); it counts as an exchange
-and is the one F3 annotates.
+and is the one F3 annotates. The lanes scroll together while :attr:`ChatView.link` is
+linked (tui.widgets.chat.scroll_link says how).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from quantlab.textsafe import safe_text
 from tui.widgets.chat.lane_pane import LanePane
 from tui.widgets.chat.params_bar import ParamsBar
 from tui.widgets.chat.prompt_box import PromptBox
+from tui.widgets.chat.scroll_link import ScrollLink
 from tui.widgets.chat.stream_view import FlushClock
 
 if TYPE_CHECKING:
@@ -67,7 +69,8 @@ def stopped_summary(exchange: Exchange, *, saved: bool) -> str:
 
 class ChatView(Vertical):
     """The split-screen chat. ``store`` is a :class:`quantlab.session.SessionStore` (or
-    None: nothing is saved); ``history`` the exchanges of a reopened session."""
+    None: nothing is saved); ``history`` the exchanges of a reopened session;
+    ``scroll_linked``: the lanes start scrolling together."""
 
     DEFAULT_CSS = """
     ChatView { height: 1fr; }
@@ -108,6 +111,7 @@ class ChatView(Vertical):
         limits: ClientLimits | None = None,
         stacked: bool = False,
         compact: bool = False,
+        scroll_linked: bool = True,
         id: str | None = None,
     ) -> None:
         """``stacked`` / ``compact``: the layout to start in (the app keeps it up to date
@@ -130,6 +134,9 @@ class ChatView(Vertical):
             for pane in self.panes:
                 pane.header.add_class("-compact", update=False)
         self.clock.listeners.append(self._after_flush)
+        self.link = ScrollLink([p.view for p in self.panes], linked=scroll_linked)
+        for pane in self.panes:
+            pane.header.linked = scroll_linked and len(self.panes) > 1
         self.prompt_box = PromptBox(id="prompt")
         self.params_bar = ParamsBar(self.params, id="params-bar")
         self.conversation = Conversation([ep.name for ep in self.endpoints])
@@ -379,6 +386,15 @@ class ChatView(Vertical):
             return False
         self._worker.cancel()
         return True
+
+    def set_scroll_linked(self, linked: bool) -> None:
+        """Scroll the lanes together or each on its own; on linking, the others line up
+        with the focused lane (else the first). The lane headers say "⇅ linked"."""
+        focused = self.app.focused
+        source = next((p.view for p in self.panes if p.view is focused), None)
+        self.link.set_linked(linked, source)
+        for pane in self.panes:
+            pane.header.linked = linked and len(self.panes) > 1
 
     def new_conversation(self) -> None:
         """Forget every lane's history and clear the panes; the session keeps everything."""

@@ -1,7 +1,8 @@
 """LaneHeader: what a lane's server is (as discovered) and what it is doing now.
 
-Two lines: the lane's name chip, role, model and live status; then backend and version,
-max context, quantization and the endpoint's address. When the server is down or failed,
+Two lines: the lane's name chip, role, model, "⇅ linked" while the lanes scroll together
+(F7), and live status; then backend and version, max context, quantization and the
+endpoint's address. When the server is down or failed,
 the second line says why instead. Narrow terminals get the first line only.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -52,6 +54,7 @@ class LaneHeader(Widget):
         "lane-header--model",
         "lane-header--facts",
         "lane-header--detail",
+        "lane-header--linked",
         "lane-header--connecting",
         "lane-header--ready",
         "lane-header--streaming",
@@ -69,6 +72,7 @@ class LaneHeader(Widget):
     LaneHeader > .lane-header--model { color: $foreground; text-style: bold; }
     LaneHeader > .lane-header--facts { color: $text-muted; }
     LaneHeader > .lane-header--detail { color: $text-error; }
+    LaneHeader > .lane-header--linked { color: $text-accent; }
     LaneHeader > .lane-header--connecting { color: $text-warning; }
     LaneHeader > .lane-header--ready { color: $text-success; }
     LaneHeader > .lane-header--streaming { color: $text-primary; text-style: bold; }
@@ -77,6 +81,8 @@ class LaneHeader(Widget):
 
     status: reactive[str] = reactive("connecting")
     detail: reactive[str | None] = reactive(None)
+    #: The lanes scroll together (shown before the status).
+    linked: reactive[bool] = reactive(False)
 
     def __init__(self, endpoint: Endpoint, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -115,18 +121,24 @@ class LaneHeader(Widget):
             (ep.model or "model unknown", self._style("model")),
         )
         state = Text(f"{glyph} {label}", style=self._style(state_class))
+        if self.linked:
+            state = Text.assemble(("⇅ linked", self._style("linked")), "  ", state)
         if self.detail and self.status in ("error", "down"):
             facts = Text(self.detail, style=self._style("detail"))
         else:
             facts = Text(describe_server(ep), style=self._style("facts"))
         return name, state, facts
 
-    def render(self) -> Table:
+    def render(self) -> Group:
         name, state, facts = self._parts()
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
         grid.add_row(name, state)
-        if not self.has_class("-compact"):
-            grid.add_row(facts, "")
-        return grid
+        if self.has_class("-compact"):
+            return Group(grid)
+        # The facts line on its own, the whole width: in the grid it would lose the status
+        # column's width too (most of its address when "⇅ linked" is shown).
+        facts.no_wrap = True
+        facts.overflow = "ellipsis"
+        return Group(grid, facts)

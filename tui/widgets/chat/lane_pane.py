@@ -77,7 +77,7 @@ class LanePane(Vertical):
     def _write_prompt(self, text: str) -> None:
         if self.view.row_count and self.view.last_kind != "rule":
             self.view.write_block("", "text")  # a blank line between exchanges
-        self.view.write_block(f"› {text}", "user")
+        self.view.write_block(f"› {text}", "user", anchor=True)  # linked scroll lines up on it
 
     def start(self, prompt: str) -> None:
         """A new prompt was sent to this lane."""

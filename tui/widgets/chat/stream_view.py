@@ -12,6 +12,13 @@ starves the event loop. Here each cost is bounded by the screen, not the answer:
   characters cannot make it fit);
 * ``render_line`` (Textual's Line API) draws only the visible rows, from a small cache.
 
+Scrolling is either the person's (wheel, keys, a scroll call from outside) or the view's
+own (following the end, a resize, :meth:`scroll_quietly`): only the person's reaches
+``on_user_scroll``, so lanes linked through it (tui.widgets.chat.scroll_link) never move
+one another back, and a lane following its answer costs the link nothing per flush.
+The first row of each exchange is kept (:attr:`anchors`, through re-wraps) so linked lanes
+can line the same exchange up.
+
 Light styling instead of Markdown: fenced code blocks, headings, the user's prompts,
 errors and notes each get a component style (themeable in CSS). The text is kept exactly:
 rows concatenate back to what was received (tabs shown as spaces, control characters as
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.cells import get_character_cell_size
@@ -213,7 +220,12 @@ class StreamView(ScrollView, can_focus=True):
         self._block_kind: str | None = None  # fixed kind, or None: styled as an answer
         self._answer_row0: int | None = None
         self._answer_row_end: int | None = None  # first row after a finished answer
+        self._anchors: list[int] = []  # first row of each exchange (its prompt)
         self._wrap_width = 0
+        # >0 while the view scrolls itself (follow, resize, a linked lane's move): such a
+        # scroll is not passed to on_user_scroll.
+        self._self_scroll = 0
+        self._scroll_size = Size(0, 0)  # the size the last scroll happened at
         # Pending deltas, and when the oldest of them arrived (perf_counter_ns).
         self._pending: list[str] = []
         self._pending_since = 0
@@ -230,6 +242,8 @@ class StreamView(ScrollView, can_focus=True):
         self.empty_hint = ""
         #: Called after each flush with the oldest flushed delta's arrival time (ns).
         self.on_flush: Callable[[int], None] | None = None
+        #: Called after the person scrolled this view (not after the view's own scrolls).
+        self.on_user_scroll: Callable[[StreamView], None] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -241,6 +255,11 @@ class StreamView(ScrollView, can_focus=True):
     def last_kind(self) -> str | None:
         """The kind of the last row (None when empty)."""
         return self._kinds[-1] if self._kinds else None
+
+    @property
+    def anchors(self) -> Sequence[int]:
+        """The first row of each exchange written with ``anchor=True``, in order."""
+        return self._anchors
 
     @property
     def pending(self) -> bool:
@@ -287,13 +306,16 @@ class StreamView(ScrollView, can_focus=True):
             self._answer_row_end = len(self._rows)
         self._changed(first)
 
-    def write_block(self, text: str, kind: str = "note") -> None:
-        """Write a whole block (a prompt, an error, a note) on lines of its own."""
+    def write_block(self, text: str, kind: str = "note", *, anchor: bool = False) -> None:
+        """Write a whole block (a prompt, an error, a note) on lines of its own;
+        ``anchor``: it starts an exchange (see :attr:`anchors`)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
         self.flush()
         first = len(self._rows)
         self._close_line()
+        if anchor:
+            self._anchors.append(first)
         saved = self._block_kind
         self._block_kind = kind
         first = min(first, self._add_text(text))
@@ -328,11 +350,28 @@ class StreamView(ScrollView, can_focus=True):
         self._open = False
         self._answer_row0 = None
         self._answer_row_end = None
+        self._anchors.clear()
         self._in_code = False
         self._strips.clear()
-        self.virtual_size = Size(self._width(), 0)
-        self.scroll_to(y=0, animate=False, immediate=True)
+        self._self_scroll += 1
+        try:
+            self.virtual_size = Size(self._width(), 0)
+            self.scroll_to(y=0, animate=False, immediate=True)
+        finally:
+            self._self_scroll -= 1
+        self.following = True
         self.refresh()
+
+    def scroll_quietly(self, y: float | None, *, following: bool) -> None:
+        """Scroll to row ``y`` (None: the end) without telling ``on_user_scroll``, and
+        follow the end from now on or not (a linked lane's move)."""
+        self._self_scroll += 1
+        try:
+            target = self.max_scroll_y if y is None else y
+            self.scroll_to(y=target, animate=False, immediate=True)
+        finally:
+            self._self_scroll -= 1
+        self.following = following
 
     # ------------------------------------------------------------------ text model
 
@@ -417,6 +456,8 @@ class StreamView(ScrollView, can_focus=True):
         """Wrap everything again for a new width (once per resize)."""
         lines: list[tuple[str, str, bool]] = []  # text, kind, is the answer start
         answer_line = end_line = None
+        anchor_rows = set(self._anchors)
+        anchor_lines: list[int] = []
         end_at_tail = self._answer_row_end is not None and self._answer_row_end >= len(self._rows)
         for r in range(len(self._rows)):
             if self._starts[r]:
@@ -424,12 +465,20 @@ class StreamView(ScrollView, can_focus=True):
                     answer_line = len(lines)
                 if r == self._answer_row_end:
                     end_line = len(lines)
+                if r in anchor_rows:
+                    anchor_lines.append(len(lines))
                 lines.append((self._rows[r], self._kinds[r], False))
             else:
                 text, kind, _ = lines[-1]
                 lines[-1] = (text + self._rows[r], kind, False)
         self._rows, self._kinds, self._starts = [], [], []
+        anchors = iter(anchor_lines)
+        next_anchor = next(anchors, -1)
+        self._anchors = []
         for i, (text, kind, _) in enumerate(lines):
+            if i == next_anchor:
+                self._anchors.append(len(self._rows))
+                next_anchor = next(anchors, -1)
             if i == answer_line:
                 self._answer_row0 = len(self._rows)
             if i == end_line:
@@ -455,28 +504,37 @@ class StreamView(ScrollView, can_focus=True):
                 del strips[key]
         follow = self.following
         height = len(self._rows)
-        if self.virtual_size.height != height:
-            # Not a plain assignment: that asks for a relayout of the whole screen (every
-            # widget repainted, ~50 ms here) 30 times a second. The width is fixed, so only
-            # the scrollbar needs to learn the new height.
-            self.set_reactive(StreamView.virtual_size, Size(self._wrap_width, height))
-            self._scroll_update(self.virtual_size)
-        if follow and height > self.size.height:
-            self.scroll_to(y=height, animate=False, immediate=True)
+        self._self_scroll += 1
+        try:
+            if self.virtual_size.height != height:
+                # Not a plain assignment: that asks for a relayout of the whole screen
+                # (every widget repainted, ~50 ms here) 30 times a second. The width is
+                # fixed, so only the scrollbar needs to learn the new height.
+                self.set_reactive(StreamView.virtual_size, Size(self._wrap_width, height))
+                self._scroll_update(self.virtual_size)
+            if follow and height > self.size.height:
+                self.scroll_to(y=height, animate=False, immediate=True)
+        finally:
+            self._self_scroll -= 1
         if first == 0:
             self.refresh()  # also the rows below the text (the empty view's hint was there)
         else:
             self.refresh_lines(first, max(1, height - first))
 
     def on_resize(self, event: Resize) -> None:
+        self._scroll_size = self.size
         width = self._width()
         if self._rows and width != self._wrap_width:
             follow = self.following
             self._rewrap(width)
             self._strips.clear()
-            self.virtual_size = Size(width, len(self._rows))
-            if follow:
-                self.scroll_to(y=len(self._rows), animate=False, immediate=True)
+            self._self_scroll += 1
+            try:
+                self.virtual_size = Size(width, len(self._rows))
+                if follow:
+                    self.scroll_to(y=len(self._rows), animate=False, immediate=True)
+            finally:
+                self._self_scroll -= 1
             self.refresh()
         elif not self._rows:
             self._wrap_width = width
@@ -485,6 +543,12 @@ class StreamView(ScrollView, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         # Any scroll (the person's or ours) that ends at the bottom means "follow".
         self.following = new_value >= self.max_scroll_y - 1
+        if self._self_scroll or self.on_user_scroll is None:
+            return
+        if self.size != self._scroll_size:  # Textual keeping the offset in range after a
+            self._scroll_size = self.size  # resize, before on_resize: not the person
+            return
+        self.on_user_scroll(self)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()

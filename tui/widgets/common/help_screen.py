@@ -46,6 +46,12 @@ KEY_SECTIONS: dict[str, list[KeyEntry]] = {
         ("F3", "annotate the last exchange (saved at once)", ("f3",)),
         ("Ctrl+L", "lanes side by side / stacked / automatic", ("ctrl+l",)),
         ("Tab", "from the prompt to the lanes (arrows scroll a lane)", ("tab",)),
+        (
+            "F7 or s",
+            "lanes scroll together (the same exchange in view) / apart; "
+            "s where no text box has focus",
+            ("f7", "s"),
+        ),
     ],
     "Runner": [
         ("Ctrl+R", "run the chosen suites on the chosen lanes", ("ctrl+r",)),

@@ -31,10 +31,18 @@ SEVERITY_MARK = {"fail": "✗", "warn": "!", "info": "·"}
 STATUS_MARK = {"open": "", "confirmed": " [confirmed]", "dismissed": " [dismissed]"}
 
 
-def lane_header(result: LaneResult, divergence: int | None, is_reference: bool) -> str:
-    """``q4_0 · stop · TTFT 81 ms · 24 tok · diverges at char 17``"""
+def lane_header(
+    result: LaneResult, divergence: int | None, is_reference: bool, diff: str | None = None
+) -> str:
+    """``q4_0 · diverges at char 17 · stop · TTFT 81 ms · 24 tok``: how the lane compares
+    with the reference first (``diff``, the word diff's counts, when shown), as a narrow
+    terminal cuts the line's end."""
     t = result.timing
     parts = [result.lane + (" (reference)" if is_reference else "")]
+    if not is_reference:
+        parts.append(
+            diff or ("identical" if divergence is None else f"diverges at char {divergence}")
+        )
     parts.append(result.finish_reason or ("error" if result.error else "–"))
     if t.ttft_ms is not None:
         parts.append(f"TTFT {t.ttft_ms:.0f} ms")
@@ -42,8 +50,6 @@ def lane_header(result: LaneResult, divergence: int | None, is_reference: bool) 
         parts.append(f"{t.output_tokens} tok")
     if t.tokens_per_s is not None:
         parts.append(f"{t.tokens_per_s:.1f} tok/s")
-    if not is_reference:
-        parts.append("identical" if divergence is None else f"diverges at char {divergence}")
     return " · ".join(parts)
 
 
@@ -123,9 +129,11 @@ class CompareView(Vertical):
         padding: 0 1;
         height: auto;
     }
+    /* The answers come first: the findings get at most a third of the view (they
+       scroll), so the lanes' text shows at 120x40 too, not only their heads. */
     CompareView #compare-findings {
         height: auto;
-        max-height: 8;
+        max-height: 33%;
         border: none;
     }
     CompareView #compare-notes {
@@ -185,7 +193,9 @@ class CompareView(Vertical):
         yield Static("select a row to compare its lanes", id="compare-title")
         yield Horizontal(id="compare-lanes")
         yield OptionList(id="compare-findings")
-        yield Static("", id="compare-notes")
+        notes = Static("", id="compare-notes")
+        notes.display = False
+        yield notes
 
     def show(
         self,
@@ -210,7 +220,7 @@ class CompareView(Vertical):
             lanes_box.remove_children()
             self._lane_widgets = []
             self._set_findings([])
-            self.query_one("#compare-notes", Static).update("")
+            self._set_notes("")
             return
         prompt = exchange.prompt.replace("\n", " ")
         title.update(Content(safe_line(f"{exchange.source} · {exchange.id} · {prompt[:120]}")))
@@ -220,12 +230,12 @@ class CompareView(Vertical):
         for name, result in exchange.results.items():
             is_ref = name == reference
             div = None if is_ref or ref_text is None else first_difference(ref_text, result.text)
-            head = lane_header(result, div, is_ref)
             if self.word_diff and not is_ref and ref_text is not None:
                 body = diff_content(ref_text, result.text)
-                head += " · " + diff_header(ref_text, result.text)
+                head = lane_header(result, div, is_ref, diff_header(ref_text, result.text))
             else:
                 body = highlighted_text(result.text, div)
+                head = lane_header(result, div, is_ref)
             if result.error is not None:
                 error = safe_text(str(result.error))
                 body = body + Content.styled(f"\n\nERROR {error}", "$text-error")
@@ -257,7 +267,14 @@ class CompareView(Vertical):
             findings.sort(key=lambda f: f.lane != lane)
         self._set_findings(findings)
         notes = "\n".join(annotation_line(a) for a in annotations)
-        self.query_one("#compare-notes", Static).update(Content(safe_text(notes)))
+        self._set_notes(notes)
+
+    def _set_notes(self, notes: str) -> None:
+        """The annotations' lines; hidden when there are none (an empty line would take a
+        row from the answers)."""
+        box = self.query_one("#compare-notes", Static)
+        box.update(Content(safe_text(notes)))
+        box.display = bool(notes)
 
     def toggle_word_diff(self) -> bool:
         """Switch between the first-difference view and the word diff; redraws the shown
