@@ -621,14 +621,18 @@ class LaneClient:
             want_lp = st.want_logprobs
             max_chunks = st.token_cap if st.token_cap is not None else 1 << 62
             received = 0
+            # Log-probability bytes do not count against max_answer_bytes: top-20 makes a
+            # chunk ~2 KB, so an 8 MiB cap would cut a 4,000-token answer as a runaway.
+            # Their memory is bounded by the chunk cap (token_cap) instead.
+            lp_bytes = 0
             last = t0
             stop = False
             async for raw in chunks:
                 last = clock()
                 received += len(raw)
-                if received > max_bytes:
+                if received - lp_bytes > max_bytes:
                     # Everything up to the cap still counts; the rest is not parsed.
-                    raw = raw[: len(raw) - (received - max_bytes)]
+                    raw = raw[: len(raw) - (received - lp_bytes - max_bytes)]
                     stop = True
                 for payload in feed(raw):
                     # Fast path: a content delta with no finish reason, read with plain
@@ -651,6 +655,7 @@ class LaneClient:
                         parts.append(text)
                         if lp is not None:
                             logprobs.append(lp)
+                            lp_bytes += len(lp)
                         if on_text is not None:
                             on_text(text)
                         if len(parts) > max_chunks:
@@ -661,7 +666,7 @@ class LaneClient:
                         stop = True
                         break
                 if stop:
-                    if received > max_bytes and st.cut_off is None and st.error is None:
+                    if received - lp_bytes > max_bytes and st.cut_off is None and st.error is None:
                         st.cut(f"the answer passed {max_bytes} bytes (max_answer_bytes)")
                     break
             if not stop:

@@ -18,7 +18,8 @@ class ClientLimits:
     """connect_s: seconds to open the TCP connection. stall_s: seconds without a single
     byte from the server (before or during the answer) before the lane fails. total_s:
     seconds for a whole answer (None: no limit). max_answer_bytes: bytes of one streamed
-    response read before quantlab cuts it off (the text so far is kept)."""
+    response read before quantlab cuts it off (the text so far is kept), not counting
+    the log-probabilities (~2 KB a token at top-20; bounded by :func:`token_cap`)."""
 
     connect_s: float = 10.0
     stall_s: float = 60.0

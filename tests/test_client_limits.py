@@ -83,6 +83,20 @@ async def test_the_byte_cap_bounds_an_answer_whatever_max_tokens_says(
     assert await wait_until(lambda: standin.counters.running == 0)
 
 
+async def test_logprobs_do_not_count_against_the_byte_cap(standin: StandIn) -> None:
+    """Top-20 logprobs make each chunk ~2 KB: counted, the default 8 MiB cap cut a
+    4,300-token answer as a runaway (found by benchmarks/ui_lag.py). The text's bytes
+    count; the logprobs are bounded by the chunk cap."""
+    words = [f" w{i % 50}" for i in range(600)]
+    standin.script = Reply(tokens=words)
+    limits = ClientLimits(max_answer_bytes=256 * 1024)  # the rest of a chunk: ~300 bytes
+    async with client_for(standin, limits=limits) as c:
+        r = await c.chat(HELLO, SamplingParams(max_tokens=1000, top_logprobs=20))
+    assert r.error is None and r.cut_off is None
+    assert r.text == "".join(words) and r.logprobs is not None
+    assert sum(len(x) for x in r.logprobs.chunks) > 256 * 1024  # the cap would have cut
+
+
 async def test_a_cut_lane_gets_a_runaway_finding_and_the_session_keeps_why(
     standin: StandIn, tmp_path: Path
 ) -> None:
