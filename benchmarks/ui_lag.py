@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 from spawn import spawn_url  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
+from quantlab.limits import ClientLimits  # noqa: E402
 from quantlab.records import Endpoint, SamplingParams  # noqa: E402
 from tui.app import QuantlabApp  # noqa: E402
 
@@ -85,10 +86,14 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
         Endpoint(f"lane{i}", url, role="reference" if i == 0 else "candidate") for i in range(lanes)
     ]
     # max_tokens above the answer's length: the stand-in then sends every token, finish "stop".
+    # The runaway byte cap (8 MiB by default, ~35,000 tokens of vLLM-shaped chunks) is
+    # raised to fit the answer, as a user expecting answers this long would
+    # (--max-answer-bytes); the chunk cap still applies.
     app = TerminalApp(
         endpoints=endpoints,
         params=SamplingParams(max_tokens=tokens + 1),
         freeze_gc=True,  # as `quantlab` itself runs it (tui/launch.py)
+        limits=ClientLimits(max_answer_bytes=max(8 * 2**20, tokens * 1024)),
     )
     loop = asyncio.get_running_loop()
     async with app.run_test(size=size) as pilot:
@@ -129,14 +134,17 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
         await lag_probe(idle_lags, 2.0)
 
         first_delta: dict[str, float] = {}
+        last_delta: dict[str, float] = {}
         originals = {}
         for pane in chat.panes:
             original = pane.on_text
             originals[pane.lane] = original
 
             def on_text(delta: str, _orig=original, _lane=pane.lane) -> None:
+                now = time.perf_counter()
                 if _lane not in first_delta:
-                    first_delta[_lane] = time.perf_counter()
+                    first_delta[_lane] = now
+                last_delta[_lane] = now
                 _orig(delta)
 
             pane.on_text = on_text  # type: ignore[method-assign]
@@ -190,6 +198,10 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
         "display_trail_p99_ms": round(percentile(trails, 0.99), 2),
         "tokens_per_s_received": received,
         "stream_s": round(t_end - t0, 2),
+        # from the prompt to the last delta shown; after it, until the exchange is done
+        # (judged, scored, saved) and the app free again
+        "last_delta_s": round(max(last_delta.values(), default=t0) - t0, 2),
+        "lag_max_at_s": round(stamps[lags.index(max(lags))] - t0, 2) if lags else None,
         "lag_samples": len(lags),
         "errors": errors,
         "mean_lag_ms": round(statistics.fmean(lags), 2) if lags else None,

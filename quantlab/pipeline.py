@@ -42,6 +42,18 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> None:
     await asyncio.to_thread(fn, *args)
 
 
+#: Answers longer than this (characters) are judged in a worker thread: the detectors take
+#: ~0.1 s on a 200,000-character answer, a freeze of the TUI's loop if run on it (the
+#: thread gives the loop a turn every few milliseconds); shorter ones stay on the loop.
+LONG_ANSWER_CHARS = 20_000
+
+
+async def _maybe_in_thread(size: int, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    if size > LONG_ANSWER_CHARS:
+        return await asyncio.to_thread(fn, *args, **kw)
+    return fn(*args, **kw)
+
+
 def warm_up() -> None:
     """Import what the first judged answer needs (the detectors: numpy, rapidfuzz).
 
@@ -120,7 +132,9 @@ async def send_exchange(
         if result.ok:
             from quantlab.detectors import detect  # late: see warm_up
 
-            result.findings = detect(
+            result.findings = await _maybe_in_thread(
+                len(result.text),
+                detect,
                 result.text,
                 case=case,
                 reference=ref_text.get(ref) if ref is not None and lane != ref else None,
@@ -146,7 +160,10 @@ async def send_exchange(
         from quantlab.detectors import detect_exchange  # late: see warm_up
 
         try:  # stopped lanes are not judged (not ok); finished ones are
-            detect_exchange(exchange, case=case, reference_lane=ref)
+            longest = max((len(r.text) for r in exchange.results.values()), default=0)
+            await _maybe_in_thread(
+                longest, detect_exchange, exchange, case=case, reference_lane=ref
+            )
         except Exception as exc:  # a detector bug must not lose the answers themselves
             exchange.meta["detector_error"] = repr(exc)
         if store is not None:

@@ -70,3 +70,26 @@ async def test_refused_prompt_logprobs_fall_back_to_the_shared_prefix() -> None:
         # the streamed top-k: same answer on both, same toy distribution -> KL 0
         assert a.positions == len(ANSWER) and a.diverged_at is None
         assert a.kl == [0.0] * 4 and a.top1 == [True] * 4
+
+
+async def test_a_long_answer_is_teacher_forced_over_its_first_positions_only(
+    monkeypatch: object,
+) -> None:
+    """vLLM computes full logits for every scored position, and its answer is parsed in
+    one piece: quantlab scores at most teacher.MAX_POSITIONS and says so."""
+    import pytest
+
+    from quantlab.agreement import teacher
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(teacher, "MAX_POSITIONS", 3)
+    with (
+        StandIn(Reply(tokens=ANSWER), p_actual=0.7) as ref,
+        StandIn(Reply(tokens=["Cheese."]), p_actual=0.5) as cand,
+    ):
+        ags, _ = await _run(ref, cand, k=2)
+        a = ags["awq"]
+        assert a.method == TEACHER_FORCED and a.positions == 3
+        assert a.note == "teacher-forced over the first 3 of 4 tokens"
+        (rb,) = ref.completions
+        assert rb["prompt"][-3:] == [ref.vocab[w.strip()] for w in ANSWER[:3]]

@@ -51,7 +51,12 @@ async def score_exchange(
             if isinstance(got, Agreement):
                 r.agreement = got.to_dict()
                 continue
-            ag = shared_prefix(ref_dists, LazyDists(r.logprobs or []), reference=ref_name, k=k)
+            # In a thread: parsing and comparing top-k lists costs ~60 us a position, 2-3 s
+            # on the event loop for a 40,000-token answer (a TUI frozen that long).
+            cand_dists = LazyDists(r.logprobs or [])
+            ag = await asyncio.to_thread(
+                shared_prefix, ref_dists, cand_dists, reference=ref_name, k=k
+            )
             notes = [n for n in (got, ag.note) if n]
             if not ref.ok or not r.ok:
                 notes.append("a lane failed: compared up to where it stopped")
@@ -84,7 +89,9 @@ async def _teacher_all(
     out: dict[str, Agreement | str] = {}
     try:
         ids, start = await teacher.answer_ids(ref_client, messages, ref.text)
-        ref_scored: list[TokenDist] = await teacher.score(ref_client, ids, start, k)
+        answer_len = len(ids) - start
+        scored_ids = ids[: start + teacher.MAX_POSITIONS]
+        ref_scored: list[TokenDist] = await teacher.score(ref_client, scored_ids, start, k)
     except teacher.TeacherError as exc:
         return dict.fromkeys(lanes, f"teacher forcing failed on the reference: {exc}")
 
@@ -95,11 +102,16 @@ async def _teacher_all(
             if (cand_ids, cand_start) != (ids, start):
                 out[lane] = "teacher forcing skipped: the servers tokenize differently"
                 return
-            scored = await teacher.score(client, ids, start, k)
+            scored = await teacher.score(client, scored_ids, start, k)
         except teacher.TeacherError as exc:
             out[lane] = f"teacher forcing failed: {exc}"
             return
-        out[lane] = teacher_forced(ref_scored, scored, reference=ref_name, k=k)
+        ag = await asyncio.to_thread(teacher_forced, ref_scored, scored, reference=ref_name, k=k)
+        if answer_len > teacher.MAX_POSITIONS:
+            ag.note = (
+                f"teacher-forced over the first {teacher.MAX_POSITIONS:,} of {answer_len:,} tokens"
+            )
+        out[lane] = ag
 
     await asyncio.gather(*(one(n) for n in lanes))
     return out

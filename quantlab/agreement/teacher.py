@@ -31,6 +31,16 @@ class TeacherError(Exception):
     """Why teacher forcing was not possible (shown as the agreement's note)."""
 
 
+#: Answer positions scored at most. vLLM computes the whole vocabulary's logits for every
+#: prompt position it scores (40,000 positions of a 150K vocabulary: ~24 GB), and its top-k
+#: answer is ~1.2 KB a position, parsed here in one piece while the GIL is held: 4,096
+#: positions keep both in bounds (~5 MB, ~25 ms). The agreement says when it was cut.
+MAX_POSITIONS = 4096
+
+#: Answers longer than this (bytes) are parsed off the event loop.
+_BIG_ANSWER = 256 * 1024
+
+
 async def _post(client: LaneClient, path: str, body: dict[str, Any]) -> Any:
     if client.endpoint.model:
         body = {"model": client.endpoint.model, **body}
@@ -44,6 +54,8 @@ async def _post(client: LaneClient, path: str, body: dict[str, Any]) -> Any:
         msg, _ = server_message(resp.content)
         raise TeacherError(f"{client.name} {path}: HTTP {resp.status_code}: {msg[:200]}")
     try:
+        if len(resp.content) > _BIG_ANSWER:  # prompt_logprobs of a long answer: ~MBs
+            return await asyncio.to_thread(orjson.loads, resp.content)
         return orjson.loads(resp.content)
     except orjson.JSONDecodeError as exc:
         raise TeacherError(f"{client.name} {path}: answer is not JSON") from exc
@@ -83,7 +95,9 @@ async def score(client: LaneClient, ids: list[int], start: int, k: int) -> list[
     pl = choices[0].get("prompt_logprobs") if choices and isinstance(choices[0], dict) else None
     if not isinstance(pl, list):
         raise TeacherError(f"{client.name}: no prompt_logprobs in the completion")
-    dists = parse_prompt_logprobs(pl, ids, start)
+    # In a thread: ~40 us a position, over a second of a TUI's event loop for a
+    # 16,000-token answer (benchmarks/ui_lag.py showed it as a 1.8 s freeze).
+    dists = await asyncio.to_thread(parse_prompt_logprobs, pl, ids, start)
     if not dists:
         raise TeacherError(f"{client.name}: prompt_logprobs held none of the answer's tokens")
     return dists
