@@ -34,6 +34,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import (
     Button,
     Checkbox,
@@ -74,6 +75,8 @@ COLUMNS = (
 NARROW = ("case", "lane", "status", "flags")
 WIDE_COLUMNS = 120
 POLL_SECONDS = 0.5
+#: How long a changed row may wait for the table (changes are coalesced: _dirty_row).
+DIRTY_SECONDS = 0.1
 
 
 def _cell(value: str) -> Text:
@@ -242,6 +245,9 @@ class RunnerPane(Vertical):
         self.annotations: list[Annotation] = []
         self.reference: str | None = reference_lane(self.endpoints)
         self._rows: dict[str, tuple[str, str]] = {}  # table key -> (exchange id or row key, lane)
+        #: table key -> (row, lane) changed since the table was last updated (see _dirty_row)
+        self._dirty: dict[str, tuple[Row, str]] = {}
+        self._dirty_timer: Timer | None = None
         self._texts: dict[str, list[str]] = {}  # table key -> every column's text (COLUMNS)
         self._columns: list[tuple[str, str]] = list(COLUMNS)  # the ones shown now
         self._wide: bool | None = None
@@ -461,6 +467,7 @@ class RunnerPane(Vertical):
 
     def _clear(self) -> None:
         self.query_one("#runner-table", DataTable).clear()
+        self._dirty.clear()
         self._rows.clear()
         self._texts.clear()
         self._row_exchange.clear()
@@ -489,6 +496,7 @@ class RunnerPane(Vertical):
             return
         finally:
             self.runner = None
+            self._flush_dirty()
             self._buttons(running=False)
         p = summary.progress
         state = "stopped" if summary.cancelled else "finished"
@@ -548,18 +556,42 @@ class RunnerPane(Vertical):
             for lane in lanes:
                 key = f"{row.key}|{lane}"
                 if key in self._rows:
-                    self._put_row(key, self._row_cells(row, lane), (row.key, lane))
-                    if row.status in ("skipped", "cancelled") and row.lanes[lane].status in (
-                        "queued",
-                        "running",
-                    ):
-                        self._set_cell(key, "status", row.status)
+                    self._dirty_row(key, row, lane)
             if ev.exchange is not None:
+                self._flush_dirty()  # the compare view reads the table's row
                 self._refresh_compare_if(ev.exchange.id)
         elif ev.kind == "message":
             self._last_message = ev.message
         p = ev.progress
         self._progress(p.done, p.total, p.eta_s, self._last_message)
+
+    def _dirty_row(self, key: str, row: Row, lane: str) -> None:
+        """Note a changed row; the table gets every change at most 10 times a second.
+
+        At 16 in flight on three lanes, rows change dozens of times a second, and every
+        change makes the DataTable drop its render caches and redraw the visible rows:
+        coalesced, a row that changed five times is drawn once (benchmarks/soak.py)."""
+        self._dirty[key] = (row, lane)
+        if self._dirty_timer is None:
+            self._dirty_timer = self.set_timer(DIRTY_SECONDS, self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        if self._dirty_timer is not None:
+            self._dirty_timer.stop()
+            self._dirty_timer = None
+        dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return
+        with self.app.batch_update():
+            for key, (row, lane) in dirty.items():
+                if key not in self._rows:  # cleared meanwhile (a new run)
+                    continue
+                self._put_row(key, self._row_cells(row, lane), (row.key, lane))
+                if row.status in ("skipped", "cancelled") and row.lanes[lane].status in (
+                    "queued",
+                    "running",
+                ):
+                    self._set_cell(key, "status", row.status)
 
     def _load_saved(self) -> None:
         """A reopened session: its suite exchanges fill the table, to review as after a
