@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from quantlab.agreement import teacher
 from quantlab.agreement.compare import Agreement, shared_prefix, teacher_forced
+from quantlab.agreement.live import LiveExchange
 from quantlab.agreement.logprobs import LazyDists, TokenDist
 from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
@@ -30,10 +32,16 @@ def reference_lane(clients: Sequence[LaneClient]) -> str | None:
 
 
 async def score_exchange(
-    clients: Sequence[LaneClient], exchange: Exchange, *, reference: str | None = None
+    clients: Sequence[LaneClient],
+    exchange: Exchange,
+    *,
+    reference: str | None = None,
+    live: LiveExchange | None = None,
 ) -> None:
     """Set ``agreement`` on every candidate lane of ``exchange``. Never raises: a server's
-    refusal goes in the lane's note, a failure of ours in ``meta["agreement_error"]``."""
+    refusal goes in the lane's note, a failure of ours in ``meta["agreement_error"]``.
+    ``live``: the tracker that watched the streams; the positions it parsed are not
+    parsed again."""
     k = exchange.params.top_logprobs or 0
     ref_name = reference or reference_lane(clients)
     results = exchange.results
@@ -42,7 +50,12 @@ async def score_exchange(
             return
         ref = results[ref_name]
         by_name = {c.name: c for c in clients}
-        ref_dists = LazyDists(ref.logprobs or [])
+
+        def dists(lane: str, chunks: Any) -> LazyDists:
+            got = live.dists(lane, chunks) if live is not None else None
+            return got if got is not None else LazyDists(chunks or [])
+
+        ref_dists = dists(ref_name, ref.logprobs)
         tf = await _teacher_all(by_name, exchange, ref_name, k)
         for lane, r in results.items():
             if lane == ref_name:
@@ -51,7 +64,7 @@ async def score_exchange(
             if isinstance(got, Agreement):
                 r.agreement = got.to_dict()
                 continue
-            ag = shared_prefix(ref_dists, LazyDists(r.logprobs or []), reference=ref_name, k=k)
+            ag = shared_prefix(ref_dists, dists(lane, r.logprobs), reference=ref_name, k=k)
             notes = [n for n in (got, ag.note) if n]
             if not ref.ok or not r.ok:
                 notes.append("a lane failed: compared up to where it stopped")

@@ -1,0 +1,170 @@
+"""The live shared-prefix tracker: fed in pieces, it ends where shared_prefix does."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import orjson
+import pytest
+
+from quantlab.agreement.compare import shared_prefix
+from quantlab.agreement.live import LiveAgreement, LiveExchange
+from quantlab.agreement.logprobs import chunks_to_dists
+
+VOCAB = [f"w{i}" for i in range(12)]
+
+
+def entry(rng: random.Random, chosen: str) -> dict[str, object]:
+    """One chat logprobs entry: ``chosen`` first, then a few random alternatives."""
+    others = rng.sample([w for w in VOCAB if w != chosen], 4)
+    probs = sorted((rng.random() for _ in range(5)), reverse=True)
+    scale = rng.uniform(0.5, 0.99) / sum(probs)
+    top = [
+        {"token": t, "logprob": math.log(p * scale), "bytes": list(t.encode())}
+        for t, p in zip([chosen, *others], probs, strict=True)
+    ]
+    return {"token": chosen, "logprob": top[0]["logprob"], "bytes": list(chosen.encode()),
+            "top_logprobs": top}  # fmt: skip
+
+
+def lane(rng: random.Random, words: list[str]) -> list[bytes]:
+    """Raw per-chunk logprobs as split_logprobs cuts them; some chunks hold 2 tokens."""
+    chunks: list[bytes] = []
+    i = 0
+    while i < len(words):
+        n = 2 if rng.random() < 0.2 else 1
+        content = [entry(rng, w) for w in words[i : i + n]]
+        chunks.append(orjson.dumps({"content": content}))
+        i += n
+    return chunks
+
+
+def stream(live: LiveExchange, lanes: dict[str, list[bytes]], rng: random.Random) -> int:
+    """Deliver the chunks in random interleaved bursts, updating between bursts (as the
+    flush clock does); returns how many updates changed a line."""
+    pos = dict.fromkeys(lanes, 0)
+    changed = 0
+    while any(pos[n] < len(c) for n, c in lanes.items()):
+        for name, chunks in lanes.items():
+            step = rng.randint(0, 4)
+            live.feeds[name].chunks.extend(chunks[pos[name] : pos[name] + step])
+            pos[name] = min(len(chunks), pos[name] + step)
+        changed += bool(live.update())
+    live.update()
+    return changed
+
+
+def words(rng: random.Random, n: int) -> list[str]:
+    return [rng.choice(VOCAB) for _ in range(n)]
+
+
+CASES = {
+    "same": lambda r: (w := words(r, 40), list(w)),
+    "diverge": lambda r: (w := words(r, 40), [*w[:17], "zz", *words(r, 10)]),
+    "diverge at 0": lambda r: (["a", *words(r, 9)], ["b", *words(r, 9)]),
+    "candidate ends early": lambda r: (w := words(r, 40), w[:12]),
+    "reference ends early": lambda r: (w := words(r, 40), [*w[:25]])[::-1],
+    "candidate empty": lambda r: (words(r, 5), []),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("seed", range(4))
+def test_live_ends_equal_to_shared_prefix(case: str, seed: int) -> None:
+    rng = random.Random(seed)
+    ref_words, cand_words = CASES[case](rng)
+    raw = {"ref": lane(rng, ref_words), "cand": lane(rng, cand_words)}
+    live = LiveExchange(["ref", "cand"], reference="ref", k=5)
+    stream(live, raw, rng)
+    want = shared_prefix(
+        chunks_to_dists(raw["ref"]), chunks_to_dists(raw["cand"]), reference="ref", k=5
+    )
+    tracker = live.trackers["cand"]
+    got = tracker.agreement
+    assert (got.kl, got.top1, got.ref_rank, got.diverged_at) == (
+        want.kl,
+        want.top1,
+        want.ref_rank,
+        want.diverged_at,
+    )
+    assert tracker.mean_kl == want.mean_kl  # running sums, same order: exactly equal
+    assert tracker.top1_rate == want.top1_rate
+    if want.positions:
+        line = tracker.line()
+        assert line is not None and line.startswith(f"live KL {want.mean_kl:.3f}")
+        if want.diverged_at is None:
+            assert line.endswith(f"{want.positions} tok so far")
+        else:
+            assert line.endswith(f"diverged at token {want.diverged_at}")
+    else:
+        assert tracker.line() is None
+
+
+def test_partial_numbers_are_those_of_the_positions_both_have() -> None:
+    rng = random.Random(7)
+    w = words(rng, 30)
+    raw_ref, raw_cand = lane(rng, w), lane(rng, w)
+    live = LiveExchange(["ref", "cand"], reference="ref", k=5)
+    live.feeds["ref"].chunks.extend(raw_ref)
+    live.feeds["cand"].chunks.extend(raw_cand[:5])
+    assert live.update() == ["cand"]
+    n = len(chunks_to_dists(raw_cand[:5]))
+    want = shared_prefix(
+        chunks_to_dists(raw_ref), chunks_to_dists(raw_cand[:5]), reference="ref", k=5
+    )
+    assert live.trackers["cand"].positions == n == want.positions
+    assert live.line("cand") == f"live KL {want.mean_kl:.3f} · top-1 100 % · {n} tok so far"
+    assert live.update() == []  # nothing new: nothing changed
+
+
+def test_nothing_is_parsed_after_every_candidate_diverged() -> None:
+    rng = random.Random(3)
+    ref = lane(rng, ["a", "b", "c", *words(rng, 20)])
+    cand = lane(rng, ["a", "x", *words(rng, 20)])
+    live = LiveExchange(["ref", "cand"], reference="ref", k=5)
+    live.feeds["ref"].chunks.extend(ref[:3])
+    live.feeds["cand"].chunks.extend(cand[:3])
+    live.update()
+    assert live.trackers["cand"].agreement.diverged_at == 1
+    parsed = (live.feeds["ref"].parsed, live.feeds["cand"].parsed)
+    live.feeds["ref"].chunks.extend(ref[3:])
+    live.feeds["cand"].chunks.extend(cand[3:])
+    assert live.update() == []
+    assert (live.feeds["ref"].parsed, live.feeds["cand"].parsed) == parsed
+    # the final scoring starts from the parsed positions and reads the rest itself
+    assert len(live.dists("ref", _Raw(live.feeds["ref"].chunks)) or []) == len(chunks_to_dists(ref))
+
+
+class _Raw:
+    """What the client leaves on a result (RawLogprobs' ``chunks``)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+
+def test_a_chunk_that_is_not_json_ends_the_lane_as_the_final_parse_does() -> None:
+    rng = random.Random(1)
+    w = words(rng, 10)
+    ref, cand = lane(rng, w), lane(rng, w)
+    cand[4] = b'{"content": [oops'
+    live = LiveExchange(["ref", "cand"], reference="ref", k=5)
+    live.feeds["ref"].chunks.extend(ref)
+    live.feeds["cand"].chunks.extend(cand)
+    live.update()
+    want = shared_prefix(chunks_to_dists(ref), chunks_to_dists(cand), reference="ref", k=5)
+    assert live.trackers["cand"].agreement.kl == want.kl and want.positions < len(w)
+    rest = live.dists("cand", _Raw(live.feeds["cand"].chunks))
+    assert rest is not None and len(rest) == want.positions
+    assert live.dists("cand", _Raw(list(cand))) is None  # not this feed's list: not reused
+
+
+def test_tracker_alone_takes_growing_lists() -> None:
+    rng = random.Random(5)
+    w = words(rng, 20)
+    ref, cand = chunks_to_dists(lane(rng, w)), chunks_to_dists(lane(rng, w))
+    t = LiveAgreement(reference="ref", k=5)
+    assert t.extend(ref[:3], cand[:8]) == 3
+    assert t.extend(ref[:3], cand) == 0
+    assert t.extend(ref, cand) == len(w) - 3
+    assert t.agreement.kl == shared_prefix(ref, cand, reference="ref", k=5).kl
