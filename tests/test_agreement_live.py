@@ -168,3 +168,76 @@ def test_tracker_alone_takes_growing_lists() -> None:
     assert t.extend(ref[:3], cand) == 0
     assert t.extend(ref, cand) == len(w) - 3
     assert t.agreement.kl == shared_prefix(ref, cand, reference="ref", k=5).kl
+
+
+def test_final_comparison_continues_the_live_one() -> None:
+    rng = random.Random(11)
+    w = words(rng, 30)
+    raw_ref, raw_cand = lane(rng, w), lane(rng, [*w[:20], "zz", *w[21:]])
+    live = LiveExchange(["ref", "cand"], reference="ref", k=5)
+    live.feeds["ref"].chunks.extend(raw_ref[:8])
+    live.feeds["cand"].chunks.extend(raw_cand[:6])
+    live.update()
+    live.feeds["ref"].chunks.extend(raw_ref[8:])
+    live.feeds["cand"].chunks.extend(raw_cand[6:])
+    ref = live.dists("ref", _Raw(live.feeds["ref"].chunks))
+    cand = live.dists("cand", _Raw(live.feeds["cand"].chunks))
+    so_far = live.so_far("cand", reference="ref", k=5)
+    assert ref is not None and cand is not None and so_far is not None and so_far.positions
+    got = shared_prefix(ref, cand, reference="ref", k=5, so_far=so_far)
+    want = shared_prefix(chunks_to_dists(raw_ref), chunks_to_dists(raw_cand), reference="ref", k=5)
+    assert got.to_dict() == want.to_dict() and want.diverged_at == 20
+    assert live.so_far("cand", reference="other", k=5) is None
+    assert live.so_far("cand", reference="ref", k=20) is None
+
+
+async def test_fanout_with_a_live_tracker_saves_what_it_saves_without() -> None:
+    from standin import Reply, StandIn
+
+    from quantlab.client import LaneClient
+    from quantlab.fanout import fanout
+    from quantlab.records import Endpoint, SamplingParams
+
+    answer = [f" w{i}" for i in range(40)]
+    other = [*answer[:25], " zz", *answer[26:]]
+    # k = 30: over the stand-in's max_logprobs for prompt scoring (no teacher forcing),
+    # accepted in the stream: the final agreement is the shared prefix
+    with (
+        StandIn(Reply(tokens=answer, tokens_per_s=400), p_actual=0.7) as r,
+        StandIn(Reply(tokens=other, tokens_per_s=400), p_actual=0.5) as c,
+    ):
+        results = []
+        for with_live in (False, True):
+            clients = [
+                LaneClient(Endpoint("bf16", r.url, role="reference")),
+                LaneClient(Endpoint("awq", c.url)),
+            ]
+            live = LiveExchange(["bf16", "awq"], reference="bf16", k=30) if with_live else None
+            lines: list[str | None] = []
+
+            def on_text(
+                lane: str, delta: str, live: LiveExchange | None = live, lines: list = lines
+            ) -> None:
+                if live is not None and live.update():  # as a UI clock would
+                    lines.append(live.line("awq"))
+
+            try:
+                ex = await fanout(
+                    clients,
+                    {n.name: [{"role": "user", "content": "x"}] for n in clients},
+                    SamplingParams(max_tokens=64, top_logprobs=30),
+                    prompt="x",
+                    on_text=on_text,
+                    live=live,
+                )
+            finally:
+                for cl in clients:
+                    await cl.aclose()
+            results.append(ex.results["awq"].agreement)
+            if live is not None:
+                assert lines and live.trackers["awq"].agreement.diverged_at == 25
+                assert lines[-1] is not None and "diverged at token 25" in lines[-1]
+                assert live.feeds["awq"].parsed < len(live.feeds["awq"].chunks)  # stopped
+    plain, with_tracker = results
+    assert plain is not None and plain["method"] == "shared-prefix"
+    assert with_tracker == plain and plain["diverged_at"] == 25 and plain["mean_kl"] > 0

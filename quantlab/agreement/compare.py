@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from quantlab.agreement.kl import APPROXIMATION, kl_topk, rank_of, top1
@@ -120,12 +121,20 @@ def _position(ref: TokenDist, cand: TokenDist) -> tuple[float, bool, int | None]
 
 
 def shared_prefix(
-    ref: Sequence[TokenDist], cand: Sequence[TokenDist], *, reference: str, k: int
+    ref: Sequence[TokenDist],
+    cand: Sequence[TokenDist],
+    *,
+    reference: str,
+    k: int,
+    so_far: Agreement | None = None,
 ) -> Agreement:
     """Compare the positions both lanes reached with the same context (0..first
-    divergence, inclusive). Needs both lanes at temperature 0 to mean anything."""
-    out = Agreement(SHARED_PREFIX, reference, k)
-    extend_shared(out, zip(ref, cand, strict=False))
+    divergence, inclusive). Needs both lanes at temperature 0 to mean anything.
+    ``so_far``: this comparison of the first positions already made (the live one,
+    live.py), continued from where it stopped instead of computed again."""
+    out = so_far if so_far is not None else Agreement(SHARED_PREFIX, reference, k)
+    n = out.positions
+    extend_shared(out, zip(islice(ref, n, None), islice(cand, n, None), strict=False))
     if not ref or not cand:
         out.note = "no log-probabilities from " + ("the reference" if not ref else "this lane")
     return out

@@ -51,11 +51,12 @@ async def score_exchange(
         ref = results[ref_name]
         by_name = {c.name: c for c in clients}
 
-        def dists(lane: str, chunks: Any) -> LazyDists:
+        def dists(lane: str, chunks: Any) -> tuple[LazyDists, bool]:
+            """The lane's positions, and whether they start from the live tracker's."""
             got = live.dists(lane, chunks) if live is not None else None
-            return got if got is not None else LazyDists(chunks or [])
+            return (got, True) if got is not None else (LazyDists(chunks or []), False)
 
-        ref_dists = dists(ref_name, ref.logprobs)
+        ref_dists, ref_live = dists(ref_name, ref.logprobs)
         tf = await _teacher_all(by_name, exchange, ref_name, k)
         for lane, r in results.items():
             if lane == ref_name:
@@ -64,7 +65,11 @@ async def score_exchange(
             if isinstance(got, Agreement):
                 r.agreement = got.to_dict()
                 continue
-            ag = shared_prefix(ref_dists, dists(lane, r.logprobs), reference=ref_name, k=k)
+            cand, cand_live = dists(lane, r.logprobs)
+            so_far = None  # the live comparison, when it ran on these very positions
+            if live is not None and ref_live and cand_live:
+                so_far = live.so_far(lane, reference=ref_name, k=k)
+            ag = shared_prefix(ref_dists, cand, reference=ref_name, k=k, so_far=so_far)
             notes = [n for n in (got, ag.note) if n]
             if not ref.ok or not r.ok:
                 notes.append("a lane failed: compared up to where it stopped")

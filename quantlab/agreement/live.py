@@ -8,12 +8,15 @@ extends each candidate's comparison with :func:`~quantlab.agreement.compare.exte
 the rule the final comparison uses, so at the end the live result *is* the shared-prefix
 one. Parsing stops where it cannot matter: a candidate that diverged is not parsed
 further, nor is the reference once no candidate is still comparing. The final scoring
-(exchange.py) starts from the positions parsed here instead of parsing them again.
+(exchange.py) continues from the positions parsed and compared here instead of doing
+them again, so the live row costs the client next to nothing in all
+(benchmarks/live_agreement_cost.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -142,6 +145,16 @@ class LiveExchange:
     def line(self, lane: str) -> str | None:
         tracker = self.trackers.get(lane)
         return None if tracker is None else tracker.line()
+
+    def so_far(self, lane: str, *, reference: str, k: int) -> Agreement | None:
+        """A copy of the lane's comparison so far, for the final scoring to continue
+        (``shared_prefix(…, so_far=…)``) when it compares with the same reference and k
+        over this tracker's positions (see :meth:`dists`); else None."""
+        t = self.trackers.get(lane)
+        if t is None or reference != self.reference or t.agreement.k != k:
+            return None
+        return replace(t.agreement, kl=list(t.agreement.kl), top1=list(t.agreement.top1),
+                       ref_rank=list(t.agreement.ref_rank))  # fmt: skip
 
     def dists(self, lane: str, chunks: Any) -> LazyDists | None:
         """The lane's positions for the final scoring, reusing what was parsed here, when
