@@ -170,7 +170,12 @@ class _Stream:
         "want_logprobs",
     )
 
-    def __init__(self, on_text: Callable[[str], None] | None, token_cap: int | None) -> None:
+    def __init__(
+        self,
+        on_text: Callable[[str], None] | None,
+        token_cap: int | None,
+        logprobs: list[Any] | None = None,
+    ) -> None:
         self.arrivals: list[int] = []
         self.parts: list[str] = []
         self.on_text = on_text
@@ -189,7 +194,7 @@ class _Stream:
         self.bad_utf8 = 0  # data lines that held invalid UTF-8 (decoded with U+FFFD)
         # choices[0].logprobs of each chunk that has them: parsed objects, or the raw JSON
         # bytes the fast path cut out unparsed (parsed later, only as far as needed)
-        self.logprobs: list[Any] = []
+        self.logprobs: list[Any] = [] if logprobs is None else logprobs
         self.want_logprobs = False
 
     def add_text(self, text: str, now: int) -> None:
@@ -493,9 +498,12 @@ class LaneClient:
         *,
         on_text: Callable[[str], None] | None = None,
         extra_body: dict[str, Any] | None = None,
+        logprobs_into: list[Any] | None = None,
     ) -> LaneResult:
         """Stream one answer. Errors come back on ``result.error``; cancellation raises
-        :class:`LaneStopped` with the partial answer."""
+        :class:`LaneStopped` with the partial answer. ``logprobs_into``: the list each
+        chunk's raw logprobs are appended to as they come (a live agreement reads it
+        while the answer streams; quantlab.agreement.live), else a new one."""
         ep = self.endpoint
         result = LaneResult(lane=ep.name, model=ep.model)
         body = self.build_body(messages, params, extra_body)
@@ -507,7 +515,7 @@ class LaneClient:
                 "the prompt held undecodable bytes (lone surrogates): sent as U+FFFD"
             )
         asked = body.get("max_completion_tokens", body.get("max_tokens"))
-        st = _Stream(on_text, token_cap(asked if isinstance(asked, int) else None))
+        st = _Stream(on_text, token_cap(asked if isinstance(asked, int) else None), logprobs_into)
         st.want_logprobs = bool(body.get("logprobs"))
         stall = self.limits.stall_s
         t0 = time.perf_counter_ns()

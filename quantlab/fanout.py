@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from quantlab.agreement.exchange import score_exchange
+from quantlab.agreement.live import LiveExchange
 from quantlab.client import STOPPED_MESSAGE, LaneClient, LaneStopped, with_system_prompt
 from quantlab.records import Exchange, LaneError, LaneResult, SamplingParams
 
@@ -44,6 +45,7 @@ async def fanout(
     source: str = "chat",
     on_lane_done: OnLaneDone | None = None,
     extra_body: dict[str, Any] | None = None,
+    live: LiveExchange | None = None,
 ) -> Exchange:
     """Stream ``messages[lane]`` to every lane concurrently; return the whole exchange.
 
@@ -52,7 +54,9 @@ async def fanout(
     :class:`LaneError` on its result and never stops the others. ``on_lane_done`` lets
     the caller save each lane the moment it completes; if it raises, the error is kept
     in ``exchange.meta["on_lane_done_errors"]`` and the other lanes go on. ``extra_body``
-    adds fields to every lane's request (e.g. ``{"logprobs": True}``).
+    adds fields to every lane's request (e.g. ``{"logprobs": True}``). ``live``: each lane's
+    raw logprobs go into its feed as they come, for a caller that shows agreement while
+    the lanes stream (its parsing is reused by the final scoring).
     Cancelling the call cancels every lane (their responses are closed) and raises
     :class:`ExchangeStopped`, which carries the exchange as far as it came.
     """
@@ -80,9 +84,14 @@ async def fanout(
             def cb(delta: str, _lane: str = lane) -> None:
                 on_text(_lane, delta)
 
+        feed = live.feeds.get(lane) if live is not None else None
         try:
             result = await client.chat(
-                exchange.messages[lane], params, on_text=cb, extra_body=extra_body
+                exchange.messages[lane],
+                params,
+                on_text=cb,
+                extra_body=extra_body,
+                logprobs_into=None if feed is None else feed.chunks,
             )
         except LaneStopped as exc:
             stopped[lane] = exc.result
@@ -125,7 +134,7 @@ async def fanout(
             exchange.meta["on_lane_done_errors"] = callback_errors
         raise ExchangeStopped(exchange) from None
     exchange.results = {n: done[n] for n in names}
-    await score_exchange(clients, exchange)  # token-level agreement with the reference
+    await score_exchange(clients, exchange, live=live)  # token-level agreement with the reference
     if callback_errors:
         exchange.meta["on_lane_done_errors"] = callback_errors
     return exchange

@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from quantlab.agreement.live import LiveExchange
 from quantlab.client import LaneClient, with_system_prompt
 from quantlab.fanout import ExchangeStopped, OnLaneDone, OnText, fanout
 from quantlab.records import Case, Exchange, LaneResult, SamplingParams
@@ -83,6 +84,7 @@ async def send_exchange(
     write: Write | None = None,
     keep_stopped: bool = False,
     on_streams_ended: Callable[[], None] | None = None,
+    live: LiveExchange | None = None,
 ) -> Exchange:
     """Fan ``messages`` out to every lane, judge each answer, save the exchange.
 
@@ -98,7 +100,7 @@ async def send_exchange(
     ``meta["detector_error"]`` and never loses the answers. ``reference`` is the reference
     lane's name (:func:`quantlab.lanes.reference_lane`); a reference that is not among the
     clients falls back to the first lane, as :func:`quantlab.detectors.detect_exchange`
-    does.
+    does. ``live``: see :func:`quantlab.fanout.fanout` (token agreement while streaming).
 
     Cancelled, it raises :class:`quantlab.fanout.ExchangeStopped` (a ``CancelledError``)
     whose exchange holds the finished lanes and the stopped ones' partial text; with
@@ -179,6 +181,7 @@ async def send_exchange(
             source=source,
             on_lane_done=lane_done,
             extra_body=extra_body,
+            live=live,
         )
     except ExchangeStopped as stopped:
         if keep_stopped:

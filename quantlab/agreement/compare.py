@@ -16,8 +16,9 @@ candidate's list (None when the candidate did not return it among its k).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from quantlab.agreement.kl import APPROXIMATION, kl_topk, rank_of, top1
@@ -120,22 +121,42 @@ def _position(ref: TokenDist, cand: TokenDist) -> tuple[float, bool, int | None]
 
 
 def shared_prefix(
-    ref: Sequence[TokenDist], cand: Sequence[TokenDist], *, reference: str, k: int
+    ref: Sequence[TokenDist],
+    cand: Sequence[TokenDist],
+    *,
+    reference: str,
+    k: int,
+    so_far: Agreement | None = None,
 ) -> Agreement:
     """Compare the positions both lanes reached with the same context (0..first
-    divergence, inclusive). Needs both lanes at temperature 0 to mean anything."""
-    out = Agreement(SHARED_PREFIX, reference, k)
-    for i, (r, c) in enumerate(zip(ref, cand, strict=False)):
+    divergence, inclusive). Needs both lanes at temperature 0 to mean anything.
+    ``so_far``: this comparison of the first positions already made (the live one,
+    live.py), continued from where it stopped instead of computed again."""
+    out = so_far if so_far is not None else Agreement(SHARED_PREFIX, reference, k)
+    n = out.positions
+    extend_shared(out, zip(islice(ref, n, None), islice(cand, n, None), strict=False))
+    if not ref or not cand:
+        out.note = "no log-probabilities from " + ("the reference" if not ref else "this lane")
+    return out
+
+
+def extend_shared(out: Agreement, pairs: Iterable[tuple[TokenDist, TokenDist]]) -> int:
+    """Append the next aligned (reference, candidate) positions to a shared-prefix
+    ``out``, stopping after the first divergence; returns how many were added. The one
+    rule for the final comparison and the live one (live.py), so both give the same."""
+    added = 0
+    if out.diverged_at is not None:
+        return 0
+    for r, c in pairs:
         kl, same, rank = _position(r, c)
         out.kl.append(kl)
         out.top1.append(same)
         out.ref_rank.append(rank)
+        added += 1
         if r.key != c.key:
-            out.diverged_at = i
+            out.diverged_at = len(out.kl) - 1
             break
-    if not ref or not cand:
-        out.note = "no log-probabilities from " + ("the reference" if not ref else "this lane")
-    return out
+    return added
 
 
 def teacher_forced(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from quantlab.agreement import teacher
 from quantlab.agreement.compare import Agreement, shared_prefix, teacher_forced
+from quantlab.agreement.live import LiveExchange
 from quantlab.agreement.logprobs import LazyDists, TokenDist
 from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
@@ -30,10 +32,16 @@ def reference_lane(clients: Sequence[LaneClient]) -> str | None:
 
 
 async def score_exchange(
-    clients: Sequence[LaneClient], exchange: Exchange, *, reference: str | None = None
+    clients: Sequence[LaneClient],
+    exchange: Exchange,
+    *,
+    reference: str | None = None,
+    live: LiveExchange | None = None,
 ) -> None:
     """Set ``agreement`` on every candidate lane of ``exchange``. Never raises: a server's
-    refusal goes in the lane's note, a failure of ours in ``meta["agreement_error"]``."""
+    refusal goes in the lane's note, a failure of ours in ``meta["agreement_error"]``.
+    ``live``: the tracker that watched the streams; the positions it parsed are not
+    parsed again."""
     k = exchange.params.top_logprobs or 0
     ref_name = reference or reference_lane(clients)
     results = exchange.results
@@ -42,7 +50,15 @@ async def score_exchange(
             return
         ref = results[ref_name]
         by_name = {c.name: c for c in clients}
-        ref_dists = LazyDists(ref.logprobs or [])
+        if live is not None:
+            live.freeze()  # every stream has ended: the final scoring takes over from here
+
+        def dists(lane: str, chunks: Any) -> tuple[LazyDists, bool]:
+            """The lane's positions, and whether they start from the live tracker's."""
+            got = live.dists(lane, chunks) if live is not None else None
+            return (got, True) if got is not None else (LazyDists(chunks or []), False)
+
+        ref_dists, ref_live = dists(ref_name, ref.logprobs)
         tf = await _teacher_all(by_name, exchange, ref_name, k)
         for lane, r in results.items():
             if lane == ref_name:
@@ -51,11 +67,15 @@ async def score_exchange(
             if isinstance(got, Agreement):
                 r.agreement = got.to_dict()
                 continue
+            cand, cand_live = dists(lane, r.logprobs)
+            so_far = None  # the live comparison, when it ran on these very positions
+            if live is not None and ref_live and cand_live:
+                so_far = live.so_far(lane, reference=ref_name, k=k)
             # In a thread: parsing and comparing top-k lists costs ~60 us a position, 2-3 s
-            # on the event loop for a 40,000-token answer (a TUI frozen that long).
-            cand_dists = LazyDists(r.logprobs or [])
+            # on the event loop for a 40,000-token answer (a TUI frozen that long). The
+            # live tracker is frozen first, so nothing else touches these positions.
             ag = await asyncio.to_thread(
-                shared_prefix, ref_dists, cand_dists, reference=ref_name, k=k
+                shared_prefix, ref_dists, cand, reference=ref_name, k=k, so_far=so_far
             )
             notes = [n for n in (got, ag.note) if n]
             if not ref.ok or not r.ok:

@@ -225,15 +225,25 @@ def iter_dists(chunks: Iterable[Any]) -> Iterator[TokenDist]:
     reading at the first divergence. Stops at a raw part that is not JSON (the positions
     after it could not be aligned)."""
     for lp in chunks:
-        if isinstance(lp, bytes):
-            try:
-                lp = orjson.loads(lp)
-            except orjson.JSONDecodeError:
-                return
-        if isinstance(lp, dict) and "content" in lp:
-            yield from parse_chat(lp)
-        elif isinstance(lp, dict) and "tokens" in lp:
-            yield from parse_completion(lp)
+        dists = chunk_dists(lp)
+        if dists is None:
+            return
+        yield from dists
+
+
+def chunk_dists(lp: Any) -> list[TokenDist] | None:
+    """The positions in one chunk's ``logprobs`` (object or raw JSON bytes); None when
+    raw bytes are not JSON (nothing after them can be aligned: see iter_dists)."""
+    if isinstance(lp, bytes):
+        try:
+            lp = orjson.loads(lp)
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(lp, dict) and "content" in lp:
+        return parse_chat(lp)
+    if isinstance(lp, dict) and "tokens" in lp:
+        return parse_completion(lp)
+    return []
 
 
 def chunks_to_dists(chunks: Iterable[Any]) -> list[TokenDist]:
@@ -266,9 +276,11 @@ class LazyDists(Sequence[TokenDist]):
     """A lane's positions parsed on first use and kept (the reference is compared with
     every candidate, each needing a different length of it)."""
 
-    def __init__(self, chunks: Iterable[Any]) -> None:
+    def __init__(self, chunks: Iterable[Any], *, parsed: Iterable[TokenDist] = ()) -> None:
+        """``parsed``: positions already parsed from earlier chunks (the live tracker's),
+        ``chunks`` then being the ones after them."""
         self._it = iter_dists(chunks)
-        self._seen: list[TokenDist] = []
+        self._seen: list[TokenDist] = list(parsed)
         self._done = False
 
     def _fill(self, n: int | None) -> None:

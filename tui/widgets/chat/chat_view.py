@@ -27,6 +27,7 @@ from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from quantlab.agreement.live import LiveExchange
 from quantlab.client import LaneClient
 from quantlab.fanout import Conversation, ExchangeStopped
 from quantlab.fsio import atomic_write
@@ -145,6 +146,8 @@ class ChatView(Vertical):
         self.busy = False
         self.save_errors: list[str] = []
         self._worker: Worker[Exchange | None] | None = None
+        #: The streaming exchange's live agreement (None when idle or without logprobs).
+        self._live: LiveExchange | None = None
         #: (exchange id, lane index, when) of the last F8: pressed again soon, the next lane.
         self._copied: tuple[str, int, float] | None = None
 
@@ -167,6 +170,10 @@ class ChatView(Vertical):
     def _after_flush(self) -> None:
         for pane in self.panes:
             pane.tick_metrics()
+        live = self._live
+        if live is not None:  # parses only the chunks that came since the last tick
+            for lane in live.update():
+                self.pane(lane).metrics.set_live_agreement(live.line(lane))
 
     def pane(self, lane: str) -> LanePane:
         return next(p for p in self.panes if p.lane == lane)
@@ -286,6 +293,9 @@ class ChatView(Vertical):
         shown = f"↻ {prompt}" if "retry_of" in meta else prompt
         for pane in self.panes:
             pane.start(shown)
+        ref = reference_lane(self.endpoints)
+        if params.top_logprobs and ref is not None and len(self.panes) > 1:
+            self._live = LiveExchange(list(panes), reference=ref, k=params.top_logprobs)
 
         def on_text(lane: str, delta: str) -> None:
             panes[lane].on_text(delta)
@@ -308,11 +318,14 @@ class ChatView(Vertical):
                 save_lanes=True,
                 write=self._save,
                 keep_stopped=True,
+                live=self._live,
             )
         except ExchangeStopped as stopped:
+            self._end_live()
             saved = self.store is not None and len(self.save_errors) == errors_before
             self._keep_stopped(stopped.exchange, saved=saved)
             raise
+        self._end_live()
         for pane in self.panes:
             result = exchange.results.get(pane.lane)
             if result is not None:
@@ -321,6 +334,12 @@ class ChatView(Vertical):
         self.conversation.record(exchange)
         self.exchanges.append(exchange)
         return exchange
+
+    def _end_live(self) -> None:
+        """The exchange is over: the live rows go (the final ones replace them)."""
+        self._live = None
+        for pane in self.panes:
+            pane.metrics.set_live_agreement(None)
 
     def _keep_stopped(self, exchange: Exchange, *, saved: bool) -> None:
         """An exchange stopped mid-answer: count it, flag its finished lanes, say the truth.
@@ -363,6 +382,8 @@ class ChatView(Vertical):
         if event.worker is not self._worker:
             return
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            if event.state != WorkerState.SUCCESS:
+                self._end_live()
             if event.state == WorkerState.CANCELLED:
                 for pane in self.panes:
                     pane.stop()

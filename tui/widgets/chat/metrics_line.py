@@ -5,7 +5,9 @@ deltas per second); when the lane finishes the numbers are replaced by the clien
 measured ones (taken where the bytes arrive, same definitions as vLLM's benchmark), with
 the finish reason and end-to-end time; on a candidate lane a second row gives its
 token-level agreement with the reference once the exchange is complete ("≈ KL 0.012 ·
-top-1 99 % · diverged at token 41"). It is a one-line ``render()`` widget refreshed
+top-1 99 % · diverged at token 41"); while the lanes still stream that row shows the
+live shared-prefix numbers (quantlab.agreement.live, dimmed, "… · 143 tok so far") and
+the final row replaces it. It is a one-line ``render()`` widget refreshed
 without a relayout, so updating it several times a second costs next to nothing.
 """
 
@@ -53,6 +55,8 @@ class MetricsLine(Widget):
         super().__init__(id=id, classes=classes)
         self._text = Text("idle", style="dim")
         self._state = ""
+        self._main = self._text
+        self._live: str | None = None  # the live agreement row, until the final one
 
     @property
     def plain(self) -> str:
@@ -63,6 +67,9 @@ class MetricsLine(Widget):
         return self._text
 
     def _set(self, text: Text, state: str = "") -> None:
+        self._main = text
+        if self._live is not None and "\n" not in text.plain:
+            text = Text.assemble(text, ("\n≈ ", "bold"), (self._live, "dim"))
         rows = text.plain.count("\n") != self._text.plain.count("\n")
         self._text = text
         if state != self._state:  # a class change restyles the widget: only when it changes
@@ -70,6 +77,13 @@ class MetricsLine(Widget):
             for name in ("-live", "-done", "-error"):
                 self.set_class(name == state, name)
         self.refresh(layout=rows)  # a relayout only when the agreement row comes or goes
+
+    def set_live_agreement(self, line: str | None) -> None:
+        """The live agreement row (None: none, e.g. when the exchange is over); only
+        redrawn when it changed."""
+        if line != self._live:
+            self._live = line
+            self._set(self._main, self._state)
 
     def show_idle(self, message: str = "idle") -> None:
         self._set(Text(message, style="dim"))

@@ -1,0 +1,68 @@
+"""The candidate lane's agreement row while both lanes stream (issue 11): live
+shared-prefix numbers first, the final row once the exchange is complete.
+
+Two stand-in servers (vLLM's wire format, logprobs in the streamed chunks) drip the same
+answer with different ``p_actual``, so the KL is known and not zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from standin import Reply, StandIn
+
+from quantlab.records import Endpoint, SamplingParams
+from tui.app import QuantlabApp
+from tui.widgets.chat.prompt_box import PromptBox
+
+pytestmark = pytest.mark.slow
+
+WORDS = [f" w{i}" for i in range(60)]
+
+
+async def test_candidate_row_is_live_while_streaming_then_final() -> None:
+    with (
+        StandIn(Reply(tokens=WORDS, tokens_per_s=40), p_actual=0.7) as ref,
+        StandIn(Reply(tokens=WORDS, tokens_per_s=40), p_actual=0.5) as cand,
+    ):
+        eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("q4", cand.url)]
+        app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=200, top_logprobs=5))
+        async with app.run_test(size=(120, 40)) as pilot:
+            chat = app.chat
+            assert chat is not None
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while any(p.header.status == "connecting" for p in chat.panes):
+                assert loop.time() < end, "discovery did not finish"
+                await pilot.pause(0.05)
+            box = chat.query_one("#prompt", PromptBox)
+            box.focus()
+            box.value = "Say the words"
+            await pilot.press("enter")
+
+            metrics = chat.pane("q4").metrics
+            seen: list[str] = []
+            end = loop.time() + 30
+            while chat.busy or not chat.exchanges:
+                assert loop.time() < end, "the exchange did not end"
+                row = metrics.plain.partition("\n")[2]
+                if row and chat.busy and (not seen or seen[-1] != row):
+                    seen.append(row)
+                await pilot.pause(0.02)
+            live = [r for r in seen if "live KL" in r]
+            assert len(live) >= 2, seen  # updated as tokens came, before the exchange ended
+            counts = [int(r.split(" · ")[-1].split()[0]) for r in live if "so far" in r]
+            assert counts == sorted(counts) and 0 < counts[0] < len(WORDS), live
+            assert "live" not in chat.pane("bf16").metrics.plain  # the reference has none
+
+            await pilot.pause(0.1)
+            final = metrics.plain.partition("\n")[2]
+            assert final.startswith("≈ KL ") and "live" not in final and "so far" not in final
+            ag = chat.exchanges[-1].results["q4"].agreement
+            assert ag is not None and ag["mean_kl"] > 0.01
+            assert f"KL {ag['mean_kl']:.3f}" in final
+            # vLLM-like servers: the final row is teacher-forced over the whole answer; the toy
+            # model's KL is the same at every position, so the live mean already showed it
+            assert ag["method"] == "teacher-forced" and "teacher-forced 60 tokens" in final
+            assert live[-1].startswith(f"≈ live KL {ag['mean_kl']:.3f} · top-1 100 %")
