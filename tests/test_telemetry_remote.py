@@ -165,7 +165,6 @@ async def test_remote_gpus_beside_local_ones_labelled_by_host() -> None:
             async with app.run_test(size=(80, 24)) as pilot:
                 pane = app.query_one(TelemetryPane)
                 narrow = await _once_scraped(pilot, pane, pane.scrollable_content_region.width)
-                app.save_screenshot(filename="remote_80x24.svg", path="/tmp/scale_shots")
     finally:
         nv.set_nvml(None)
     assert "local GPU 0 NVIDIA H100 80GB HBM3" in wide  # the local ones first
