@@ -24,7 +24,14 @@ skips that step; the bytes go nowhere). Prints one JSON object:
   streaming time, in % of one core: the cost, whatever else the machine does;
 - ``load_avg_1m`` and ``cpus``: how busy this machine was, since the numbers depend on it.
 
-Usage: ``python benchmarks/ui_lag.py [--rate 1000] [--seconds 20] [--size 160x48]``.
+- ``last_delta_s`` / ``lag_max_at_s``: when the last delta arrived and when the worst lag
+  came (after the last delta: the exchange's judging and scoring held the loop).
+
+Every lane is asked top-20 log-probabilities, as the app asks by default (the live
+agreement row parses them while streaming); ``--top-logprobs 0`` measures without.
+
+Usage: ``python benchmarks/ui_lag.py [--lanes 2] [--rate 1000] [--seconds 20]
+[--size 160x48] [--top-logprobs 20]``.
 """
 
 from __future__ import annotations
@@ -81,7 +88,9 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> dict[str, object]:
+async def measure(
+    url: str, tokens: int, size: tuple[int, int], lanes: int, top_logprobs: int | None = 20
+) -> dict[str, object]:
     endpoints = [
         Endpoint(f"lane{i}", url, role="reference" if i == 0 else "candidate") for i in range(lanes)
     ]
@@ -91,7 +100,7 @@ async def measure(url: str, tokens: int, size: tuple[int, int], lanes: int) -> d
     # (--max-answer-bytes); the chunk cap still applies.
     app = TerminalApp(
         endpoints=endpoints,
-        params=SamplingParams(max_tokens=tokens + 1),
+        params=SamplingParams(max_tokens=tokens + 1, top_logprobs=top_logprobs),
         freeze_gc=True,  # as `quantlab` itself runs it (tui/launch.py)
         limits=ClientLimits(max_answer_bytes=max(8 * 2**20, tokens * 1024)),
     )
@@ -213,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="tokens per second per lane")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each answer")
     ap.add_argument("--lanes", type=int, default=2)
+    ap.add_argument(
+        "--top-logprobs",
+        type=int,
+        default=20,
+        help="asked of every lane, as the app does by default (0: none; the live agreement "
+        "row then has nothing to show)",
+    )
     ap.add_argument("--size", default="160x48", help="terminal COLSxROWS (default 160x48)")
     a = ap.parse_args(argv)
     cols, rows = (int(x) for x in a.size.lower().split("x"))
@@ -220,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     proc, url = start_standin(tokens, a.rate)
     try:
         load_before = os.getloadavg()[0]
-        out = asyncio.run(measure(url, tokens, (cols, rows), a.lanes))
+        out = asyncio.run(measure(url, tokens, (cols, rows), a.lanes, a.top_logprobs or None))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     out |= {
         "rate_per_lane": a.rate,
         "lanes": a.lanes,
+        "top_logprobs": a.top_logprobs,
         "tokens_per_lane": tokens,
         "size": f"{cols}x{rows}",
         "load_avg_1m_before": round(load_before, 2),

@@ -52,9 +52,9 @@ class LiveAgreement:
         end = min(len(ref), len(cand))
         if end <= start or ag.diverged_at is not None:
             return 0
-        added = extend_shared(
-            ag, zip(islice(ref, start, end), islice(cand, start, end), strict=True)
-        )
+        # Slices, not islice: islice walks from index 0, which made every tick cost the
+        # whole answer so far (benchmarks/ui_lag.py: lag growing with the answer's length).
+        added = extend_shared(ag, zip(ref[start:end], cand[start:end], strict=True))
         for x in ag.kl[start:]:  # one at a time: the same sum as sum(ag.kl), to the bit
             self.kl_sum += x
         self.top1_count += sum(ag.top1[start:])
@@ -91,11 +91,13 @@ class LaneFeed:
         self.parsed = 0  # chunks parsed
         self.broken = False  # a raw chunk was not JSON: nothing after it is aligned
 
-    def parse_new(self) -> int:
-        """Parse the chunks added since the last call; returns the new positions."""
+    def parse_new(self, limit: int | None = None) -> int:
+        """Parse the chunks added since the last call (at most ``limit`` of them); returns
+        the new positions."""
         before = len(self.dists)
         chunks = self.chunks
-        while not self.broken and self.parsed < len(chunks):
+        end = len(chunks) if limit is None else min(len(chunks), self.parsed + limit)
+        while not self.broken and self.parsed < end:
             got = chunk_dists(chunks[self.parsed])
             self.parsed += 1
             if got is None:
@@ -130,9 +132,11 @@ class LiveExchange:
         a thread, reusing these positions) owns them now."""
         self.frozen = True
 
-    def update(self) -> list[str]:
+    def update(self, limit: int | None = None) -> list[str]:
         """Parse what came since the last call and extend the comparisons; the candidate
-        lanes whose numbers changed."""
+        lanes whose numbers changed. ``limit``: chunks parsed per lane at most, so one call
+        costs a bounded time on a UI's loop; a fast stream then runs ahead of the live
+        numbers (they say how many tokens they cover) and the final scoring does the rest."""
         if self.frozen:
             return []
         ref = self.feeds.get(self.reference)
@@ -141,11 +145,11 @@ class LiveExchange:
         open_ = [n for n, t in self.trackers.items() if t.open]
         if not open_:
             return []
-        ref.parse_new()
+        ref.parse_new(limit)
         changed = []
         for lane in open_:
             feed = self.feeds[lane]
-            feed.parse_new()
+            feed.parse_new(limit)
             if self.trackers[lane].extend(ref.dists, feed.dists):
                 changed.append(lane)
         return changed
