@@ -8,6 +8,7 @@ or ``~/.cache/quantlab``): the first run ever takes ~15 s more.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -15,6 +16,16 @@ import pytest
 
 from quantlab.localpair import LocalPair, TextProgress
 from quantlab.records import Endpoint
+
+# Signal tests send SIGHUP / SIGINT to the processes they start and expect them to stop.
+# A disposition of "ignore" is inherited across exec: run under nohup, or as a background
+# job of a non-interactive shell (SIGINT), every child would ignore them and those tests
+# would fail for the runner's reasons, not quantlab's. Start the children as a terminal
+# session would. (quantlab itself keeps honouring an inherited SIG_IGN: that is what a user
+# who runs it under nohup asked for.)
+for _sig in (signal.SIGHUP, signal.SIGINT):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.SIG_DFL if _sig == signal.SIGHUP else signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
