@@ -19,12 +19,16 @@ from tui.widgets.chat.prompt_box import PromptBox
 pytestmark = pytest.mark.slow
 
 WORDS = [f" w{i}" for i in range(60)]
+#: Slow enough that the flush clock ticks many times while both lanes stream, even on a
+#: loaded machine (the stand-ins are threads of this process: starved, they deliver in
+#: bursts, and a stream that arrives whole between two ticks has no live row to show).
+RATE = 15
 
 
 async def test_candidate_row_is_live_while_streaming_then_final() -> None:
     with (
-        StandIn(Reply(tokens=WORDS, tokens_per_s=40), p_actual=0.7) as ref,
-        StandIn(Reply(tokens=WORDS, tokens_per_s=40), p_actual=0.5) as cand,
+        StandIn(Reply(tokens=WORDS, tokens_per_s=RATE), p_actual=0.7) as ref,
+        StandIn(Reply(tokens=WORDS, tokens_per_s=RATE), p_actual=0.5) as cand,
     ):
         eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("q4", cand.url)]
         app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=200, top_logprobs=5))
