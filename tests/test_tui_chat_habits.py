@@ -14,6 +14,7 @@ import pytest
 from standin import Reply, StandIn
 from textual import events
 from textual.pilot import Pilot
+from tui_pilot import ready
 
 from quantlab.fanout import Conversation
 from quantlab.records import Endpoint, SamplingParams
@@ -26,18 +27,6 @@ from tui.widgets.chat.prompt_box import PromptBox
 pytestmark = pytest.mark.slow
 
 SIZE = (120, 40)
-
-
-async def ready(pilot: Pilot, app: QuantlabApp) -> ChatView:
-    chat = app.chat
-    assert chat is not None
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 30
-    while any(p.header.status == "connecting" for p in chat.panes):
-        assert loop.time() < end, "discovery did not finish"
-        await pilot.pause(0.05)
-    chat.prompt_box.focus()
-    return chat
 
 
 async def settle(pilot: Pilot, chat: ChatView, count: int) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from standin import Reply, StandIn
+from tui_pilot import ready
 
 from quantlab.records import Endpoint, SamplingParams
 from quantlab.session import SessionStore, load_session
 from tui.app import QuantlabApp
-from tui.widgets.chat.prompt_box import PromptBox
 from tui.widgets.common.annotate import AnnotationForm
 
 pytestmark = pytest.mark.slow
@@ -33,16 +33,9 @@ async def test_esc_keeps_the_stopped_exchange_and_f3_annotates_it(tmp_path: Path
         eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("awq", cand.url)]
         app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=500), store=store)
         async with app.run_test(size=(120, 40)) as pilot:
-            chat = app.chat
-            assert chat is not None
+            chat = await ready(pilot, app)
             loop = asyncio.get_running_loop()
-            end = loop.time() + 30
-            while any(p.header.status == "connecting" for p in chat.panes):
-                assert loop.time() < end, "discovery did not finish"
-                await pilot.pause(0.05)
-            box = chat.query_one("#prompt", PromptBox)
-            box.focus()
-            box.value = "Count for me"
+            chat.prompt_box.value = "Count for me"
             await pilot.press("enter")
             end = loop.time() + 30
             while not (
@@ -92,7 +85,7 @@ async def test_esc_keeps_the_stopped_exchange_and_f3_annotates_it(tmp_path: Path
 
             # The next prompt is sent after the same turns on every lane (none, here).
             cand.script = Reply(tokens=["Fine", "."])
-            box.value = "Again"
+            chat.prompt_box.value = "Again"
             await pilot.press("enter")
             end = loop.time() + 30
             while chat.busy or len(chat.exchanges) < 2:

@@ -11,10 +11,10 @@ import asyncio
 
 import pytest
 from standin import Reply, StandIn
+from tui_pilot import ready
 
 from quantlab.records import Endpoint, SamplingParams
 from tui.app import QuantlabApp
-from tui.widgets.chat.prompt_box import PromptBox
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +33,9 @@ async def test_candidate_row_is_live_while_streaming_then_final() -> None:
         eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("q4", cand.url)]
         app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=200, top_logprobs=5))
         async with app.run_test(size=(120, 40)) as pilot:
-            chat = app.chat
-            assert chat is not None
+            chat = await ready(pilot, app)
             loop = asyncio.get_running_loop()
-            end = loop.time() + 30
-            while any(p.header.status == "connecting" for p in chat.panes):
-                assert loop.time() < end, "discovery did not finish"
-                await pilot.pause(0.05)
-            box = chat.query_one("#prompt", PromptBox)
-            box.focus()
-            box.value = "Say the words"
+            chat.prompt_box.value = "Say the words"
             await pilot.press("enter")
 
             metrics = chat.pane("q4").metrics
