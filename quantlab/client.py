@@ -1,7 +1,8 @@
 """The lane client: one per endpoint, streams chat answers and measures them.
 
-One ``httpx.AsyncClient`` per endpoint is kept open so every request after the first
-reuses its connection (TTFT then measures the server, not a TCP handshake). Timing is
+Each endpoint keeps its connections open (``httpx.AsyncClient`` pools, split into shards
+of 8 connections under concurrency) so every request after the first reuses one (TTFT then
+measures the server, not a TCP handshake). Timing is
 taken with ``time.perf_counter_ns()`` where each network chunk arrives, with the same
 definitions as vLLM's benchmark, so numbers compare with ``vllm bench serve``.
 
@@ -64,6 +65,8 @@ class LaneStopped(asyncio.CancelledError):
 
 
 _TEXT_LIMIT = 500  # characters of a non-JSON error body kept in a message
+#: Connections per pool shard of a LaneClient (see LaneClient.__init__).
+SHARD_CONNECTIONS = 8
 
 
 def server_message(body: bytes) -> tuple[str, str | None]:
@@ -365,19 +368,45 @@ class LaneClient:
         # An HTTP(S)_PROXY meant for the internet must not capture a server on this
         # machine (httpx does not exempt loopback by itself).
         trust_env = not _is_loopback(urlsplit(base).hostname)
-        self._http = httpx.AsyncClient(
-            base_url=base,
-            verify=tls_verify(base, trust_env=trust_env),
+        self._base = base
+        self._trust_env = trust_env
+        # Streams are spread over several small connection pools ("shards") instead of
+        # one pool of max_connections: httpcore's pool re-scans every connection (and
+        # polls each idle socket) on every request start and end, quadratically in the
+        # idle ones, which took a third of the client's CPU at 64 in flight on real
+        # vLLM (docs/vllm-bench/README.md). Shards are made when concurrency needs them.
+        shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
+        self._per_shard = -(-max_connections // shards)
+        self._http = self._new_pool()
+        self._shards: list[httpx.AsyncClient | None] = [self._http] + [None] * (shards - 1)
+        self._busy = [0] * shards
+
+    def _new_pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self._base,
+            verify=tls_verify(self._base, trust_env=self._trust_env),
             # read/write: the stall timeout (httpx times each socket read); a wait for a
             # pooled connection is bounded by the total timeout instead.
             timeout=httpx.Timeout(
                 self.limits.stall_s, connect=self.limits.connect_s, pool=self.limits.total_s
             ),
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=self._per_shard, max_keepalive_connections=self._per_shard
             ),
-            trust_env=trust_env,
+            trust_env=self._trust_env,
         )
+
+    def _take_shard(self) -> int:
+        """The first shard with a free connection (so one stream at a time keeps reusing
+        one kept-alive connection), else the least busy one; made on first use."""
+        busy = self._busy
+        i = next((j for j, n in enumerate(busy) if n < self._per_shard), None)
+        if i is None:
+            i = busy.index(min(busy))
+        if self._shards[i] is None:
+            self._shards[i] = self._new_pool()
+        busy[i] += 1
+        return i
 
     @property
     def name(self) -> str:
@@ -389,24 +418,29 @@ class LaneClient:
         key = os.environ.get(env) if env else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, *, stream: bool, http: httpx.AsyncClient | None = None
+    ) -> httpx.Response:
         """Send, and once more when the server closed the connection without answering.
 
         That is a kept-alive connection whose server-side idle timeout fired just as the
         request went out (llama.cpp's HTTP server closes idle connections after 5 s): the
         server never answered, so nothing runs twice. A second hang-up is reported.
         """
+        http = http or self._http
         try:
-            return await self._http.send(request, stream=stream)
+            return await http.send(request, stream=stream)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
             pass
         try:
-            return await self._http.send(request, stream=stream)
+            return await http.send(request, stream=stream)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise _NoAnswer(_describe(exc)) from exc
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http in self._shards:
+            if http is not None:
+                await http.aclose()
 
     async def __aenter__(self) -> LaneClient:
         return self
@@ -579,18 +613,30 @@ class LaneClient:
             return text.replace(key, "[redacted]")
         return text
 
-    async def _stream(self, content: bytes, st: _Stream, t0: int) -> int:  # noqa: PLR0912
+    async def _stream(self, content: bytes, st: _Stream, t0: int) -> int:
+        """Send the request and read the stream into ``st`` on a connection shard."""
+        i = self._take_shard()
+        try:
+            http = self._shards[i]
+            assert http is not None  # _take_shard made it
+            return await self._stream_on(http, content, st, t0)
+        finally:
+            self._busy[i] -= 1
+
+    async def _stream_on(  # noqa: PLR0912
+        self, http: httpx.AsyncClient, content: bytes, st: _Stream, t0: int
+    ) -> int:
         """Send the request and read the stream into ``st``; returns the last byte's time.
 
         One loop on purpose: it runs per chunk, and each helper call there costs a
         measurable share of the ingest budget (benchmarks/stream_ingest.py)."""
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         headers.update(self._auth())
-        request = self._http.build_request(
+        request = http.build_request(
             "POST", "/v1/chat/completions", content=content, headers=headers
         )
         max_bytes = self.limits.max_answer_bytes
-        resp = await self._send(request, stream=True)
+        resp = await self._send(request, stream=True, http=http)
         try:
             if resp.status_code >= 400:
                 body = await _read_capped(resp, max_bytes)

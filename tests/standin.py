@@ -152,6 +152,13 @@ class _Counters:
     success: dict[str, int] = field(default_factory=dict)
 
 
+class _Server(ThreadingHTTPServer):
+    """uvicorn (vLLM) listens with a backlog of 2048; http.server's default of 5 resets
+    the connections of a burst of concurrent requests, which no real server does."""
+
+    request_queue_size = 2048
+
+
 class StandIn:
     """The server. ``with StandIn(script) as s: s.url``; or ``start()`` / ``stop()``."""
 
@@ -181,7 +188,7 @@ class StandIn:
         self.counters = _Counters()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

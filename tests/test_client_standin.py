@@ -94,6 +94,25 @@ async def test_connection_is_kept_alive_between_requests(standin: StandIn) -> No
     assert standin.connections == 1
 
 
+async def test_concurrent_streams_spread_over_small_pools_and_reuse_them(
+    standin: StandIn,
+) -> None:
+    """20 streams at once take 20 connections across 3 shards of 8 (so no pool grows past
+    8: httpcore's bookkeeping is quadratic in a pool's idle connections); a second wave
+    reuses them all, and closing the client closes every shard."""
+    standin.script = Reply(tokens=["a", "b", "c"], tokens_per_s=20)
+    c = LaneClient(Endpoint("lane", standin.url, model=standin.model), max_connections=64)
+    for _ in range(2):
+        results = await asyncio.gather(*(c.chat(HELLO, PARAMS) for _ in range(20)))
+        assert all(r.ok and r.text == "abc" for r in results)
+        assert c._busy == [0] * 8
+    assert standin.connections == 20
+    made = [h for h in c._shards if h is not None]
+    assert len(made) == 3
+    await c.aclose()
+    assert all(h.is_closed for h in made)
+
+
 async def test_api_key_comes_from_the_named_environment_variable(
     standin: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
