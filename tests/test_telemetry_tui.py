@@ -145,3 +145,33 @@ async def test_many_gpus_in_little_room_take_one_line_each() -> None:
     assert "8 × NVIDIA H200" in text  # the shared name said once, above the lines
     rows = [ln for ln in text.splitlines() if ln[:2].strip().isdigit() and "GiB" in ln]
     assert len(rows) == 8 and "70 %" in rows[7] and "19.5/80 GiB" in rows[7]
+
+
+async def test_a_hidden_pane_asks_no_layout_and_is_current_when_shown() -> None:
+    """Behind the Chat tab the pane keeps sampling (the trace) but does not update its
+    sections: each update asks for a layout of the whole screen, which the streaming chat
+    pays for. Shown again, it draws the latest sample at once."""
+    from textual.widgets import Static
+
+    from tui.app import QuantlabApp
+    from tui.theme import load_app_themes
+
+    nv.set_nvml(FakeNvml([FakeGpu()]))
+    eps = [Endpoint("bf16", "http://127.0.0.1:9")]
+    app = QuantlabApp(endpoints=eps, themes=load_app_themes(None), telemetry_hz=20)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        pane = app.query_one(TelemetryPane)
+        assert app.active_tab == "tab-chat" and not pane.is_on_screen
+        gpus = pane.query_one("#tele-gpus", Static)
+        before = pane.last
+        await pilot.pause(0.3)
+        assert pane.last is not before  # still sampling
+        assert "tele-gpus" in pane._stale
+        assert gpus.content is not pane._shown["tele-gpus"]
+        await pilot.press("f6")
+        await pilot.pause(0.2)
+        assert app.active_tab == "tab-telemetry" and pane.is_on_screen
+        assert not pane._stale
+        assert gpus.content is pane._shown["tele-gpus"]
+        assert "NVIDIA H100" in pane.plain(100)

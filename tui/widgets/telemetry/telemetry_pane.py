@@ -124,6 +124,7 @@ class TelemetryPane(VerticalScroll):
         self.last: TelemetrySnapshot | None = None
         self.gen_history: dict[str, list[float | None]] = {e.name: [] for e in self.endpoints}
         self._shown: dict[str, Any] = {}
+        self._stale: set[str] = set()  # sections changed while the pane was hidden
 
     def compose(self) -> ComposeResult:
         yield Static(id="tele-gpus", classes="tele-section")
@@ -270,8 +271,21 @@ class TelemetryPane(VerticalScroll):
             self.notify(f"could not save telemetry: {exc}", severity="warning")
 
     def _show(self, widget_id: str, renderable: Any) -> None:
+        """Keep what the section shows; draw it only while the pane is on screen.
+
+        ``Static.update`` asks for a layout of the whole screen, and in a hidden tab that
+        cost the chat ~15 ms four times a second while answers streamed; the pane is
+        brought up to date when it is shown again (:meth:`on_show`)."""
         self._shown[widget_id] = renderable
-        self.query_one(f"#{widget_id}", Static).update(renderable)
+        if self.is_on_screen:
+            self.query_one(f"#{widget_id}", Static).update(renderable)
+        else:
+            self._stale.add(widget_id)
+
+    def on_show(self) -> None:
+        for widget_id in self._stale:
+            self.query_one(f"#{widget_id}", Static).update(self._shown[widget_id])
+        self._stale.clear()
 
     def plain(self, width: int = 120) -> str:
         """What the pane shows, as plain text (tests read it like a person would)."""
