@@ -20,6 +20,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from replay import body_bytes, lanes, load_lane
 from standin import Reply, StandIn
 
 from quantlab.agreement.logprobs import split_logprobs
@@ -256,3 +257,21 @@ async def test_standin_streams_with_top20_in_each_framing(framing: str) -> None:
     got = parsed(r)
     assert len(got) == 300 and all(len(g["content"][0]["top_logprobs"]) == 20 for g in got)
     assert [g["content"][0]["token"] for g in got] == reply.content()
+
+
+@pytest.mark.parametrize("lane", lanes())
+async def test_recorded_vllm_logprobs_stream_in_each_framing(lane: str) -> None:
+    """vLLM 0.26's own bytes (tests/data/vllm-0.26): cut as raw parts, the same as parsed."""
+    body = body_bytes(load_lane(lane)["stream_logprobs"])
+    sent = [orjson.loads(e[6:]) for e in body.split(b"\n\n") if e.startswith(b"data: {")]
+    choices = [c["choices"][0] for c in sent if c["choices"]]
+    want = [c["logprobs"] for c in choices if c["logprobs"]]
+    # the finish chunk ("length": it carries the last token) takes the general path
+    raw = sum(1 for c in choices if c["logprobs"] and c["finish_reason"] is None)
+    text = "".join(c["delta"].get("content") or "" for c in choices)
+    for pieces in (per_event(body), [body], cut(body, iter([3, 250, 1000] * len(body)))):
+        r = await read(pieces, k=2)
+        assert r.error is None and r.text == text and r.usage is not None
+        assert r.logprobs is not None
+        assert sum(isinstance(c, bytes) for c in r.logprobs.chunks) == raw > 0
+        assert parsed(r) == want
