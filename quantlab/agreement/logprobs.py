@@ -206,8 +206,9 @@ def split_logprobs(
     parsing it: top-20 log-probabilities make a chunk ~10x larger, and parsing them is most
     of a stream's client CPU. The value ends before ``,"finish_reason"`` (vLLM and OpenAI
     put logprobs before it) or else where the choice closes (llama.cpp puts it last).
-    Quotes inside JSON strings are escaped, so these markers cannot come from text; a
-    shape that fits neither gives the payload back whole. A wrong cut cannot pass for
+    Quotes inside JSON strings are escaped, so these markers cannot come from text; the
+    cut must also end as a logprobs object does. A shape that fits neither gives the
+    payload back whole (the client then parses all of it). A wrong cut cannot pass for
     data: the short part must still parse, and iter_dists stops at a raw part that does
     not. ``lo``/``hi``: the chunk is ``payload[lo:hi]`` (the client cuts it out of the
     network chunk that holds it without copying the event out first)."""
