@@ -6,7 +6,9 @@
     them with top_logprobs off, 5 and 20 (``time.thread_time()`` of the client thread over
     the request, / chunks; median of --repeats, interleaved). Both framings: one HTTP
     chunk per event (uvicorn/vLLM) and events packed into large HTTP chunks. Also the
-    agreement computed afterwards (parse + shared-prefix KL), per token.
+    agreement computed afterwards (parse + shared-prefix KL), per token, and the floor:
+    ``transport_only``, the same requests read through httpx (the client's reads) with
+    every byte dropped unparsed, so what the bytes cost before quantlab touches them.
 (b) The local pair (real llama.cpp): each lane decodes --tokens tokens (EOS ignored) with
     top_logprobs off and 20, one lane at a time; llama.cpp's own decode rate
     (``timings.predicted_per_second``), the client's tokens/s and client CPU per chunk,
@@ -25,8 +27,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,6 +43,38 @@ from quantlab.records import Endpoint, SamplingParams  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Write a long story about a dragon who bakes bread."}]
 KS = (None, 5, 20)
+
+
+async def _transport_cpu(url: str, chunks: int, repeats: int) -> dict[str, Any]:
+    """CPU per chunk of httpx alone: the body quantlab sends, the response's bytes read
+    the way the client reads them (``resp.stream``) and dropped."""
+    client = LaneClient(Endpoint("bench", url, model="standin/Qwen2.5-0.5B-Instruct"))
+    per: dict[str, list[float]] = {"None": [], "20": []}
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    try:
+        http = client._http
+        for rep in range(repeats + 1):
+            for k in (None, 20):
+                params = SamplingParams(max_tokens=chunks + 10, top_logprobs=k)
+                body = orjson.dumps(client.build_body(MESSAGES, params))
+                gc.collect()
+                t0 = time.thread_time()
+                req = http.build_request("POST", "/v1/chat/completions", content=body,
+                                         headers=headers)  # fmt: skip
+                resp = await http.send(req, stream=True)
+                async for _ in cast("AsyncIterator[bytes]", resp.stream):
+                    pass
+                await resp.aclose()
+                if rep:  # the first round warms up
+                    per[str(k)].append((time.thread_time() - t0) / chunks * 1e6)
+    finally:
+        await client.aclose()
+    med = {k: statistics.median(v) for k, v in per.items()}
+    return {
+        "us_per_chunk_off": round(med["None"], 3),
+        "us_per_chunk_k20": round(med["20"], 3),
+        "k20_vs_off": round(med["20"] / med["None"], 3),
+    }
 
 
 async def _standin_cpu(url: str, chunks: int, repeats: int) -> dict[str, Any]:
@@ -83,7 +120,9 @@ def standin(chunks: int, repeats: int, bulk: bool) -> dict[str, Any]:
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
-        return asyncio.run(_standin_cpu(url, chunks, repeats))
+        out = asyncio.run(_standin_cpu(url, chunks, repeats))
+        out["transport_only"] = asyncio.run(_transport_cpu(url, chunks, repeats))
+        return out
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import orjson
 
@@ -47,6 +48,19 @@ _CONTEXT_PHRASES = (
     "exceeds the available context size",
     "cannot be greater than max_model_len",  # vLLM 0.26: max_tokens alone over the context
 )
+
+#: The most bytes one read of an HTTP/1.1 body takes (httpcore's default: 64 KiB). asyncio's
+#: transport already receives up to 256 KiB per ``recv``, which anyio then cuts into 64 KiB
+#: reads, copying the rest each time, and each read is a trip through h11, httpcore and the
+#: event loop. Where the bytes come faster than they are read (top-20 log-probabilities
+#: make a token ~2 KB), taking what has arrived in one read costs httpx a third less CPU
+#: per byte for events packed into large HTTP chunks and a tenth less for one event per
+#: chunk (benchmarks/logprobs_cost.py). A read returns what is there and never waits to
+#: fill up, so a token-by-token stream reads as before. Process-wide: httpcore has no
+#: per-client setting.
+READ_BYTES = 256 * 1024
+if getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", READ_BYTES) < READ_BYTES:
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 Messages = list[dict[str, str]]
 
@@ -666,6 +680,7 @@ class LaneClient:
             chunks = stream if enc == "identity" else resp.aiter_bytes()
             parser = SSEParser()
             feed = parser.feed
+            single = parser.single
             loads = orjson.loads
             clock = time.perf_counter_ns
             arrivals = st.arrivals
@@ -688,7 +703,11 @@ class LaneClient:
                     # Everything up to the cap still counts; the rest is not parsed.
                     raw = raw[: len(raw) - (received - lp_bytes - max_bytes)]
                     stop = True
-                for payload in feed(raw):
+                # With logprobs, a chunk that is one whole event (what vLLM and llama.cpp
+                # send per token) is cut up in place: the event is raw[6:end], not copied
+                # out first (it is ~2 KB with top-20 logprobs).
+                end = single(raw) if want_lp else -1
+                for payload in (raw,) if end > 0 else feed(raw):
                     # Fast path: a content delta with no finish reason, read with plain
                     # subscripts (a try costs nothing in 3.11 until it raises). Anything
                     # else (role chunk, finish, usage, errors, [DONE], odd shapes) goes to
@@ -696,7 +715,12 @@ class LaneClient:
                     lp = None
                     try:
                         # logprobs are ~10x the rest of a chunk: cut out, parsed later
-                        small, lp = split_logprobs(payload) if want_lp else (payload, None)
+                        if end > 0:
+                            small, lp = split_logprobs(payload, 6, end)
+                        elif want_lp:
+                            small, lp = split_logprobs(payload)
+                        else:
+                            small = payload
                         choice = loads(small)["choices"][0]
                         text = choice["delta"]["content"]
                         fast = choice["finish_reason"] is None and text.__class__ is str
@@ -710,13 +734,15 @@ class LaneClient:
                         if lp is not None:
                             logprobs.append(lp)
                             lp_bytes += len(lp)
+                        elif want_lp and choice.get("logprobs"):  # not cut out: parsed
+                            logprobs.append(choice["logprobs"])
                         if on_text is not None:
                             on_text(text)
                         if len(parts) > max_chunks:
                             st.cut(st.chunk_cap_reason())
                             stop = True
                             break
-                    elif st.event(payload, last):
+                    elif st.event(payload[6:end] if end > 0 else payload, last):
                         stop = True
                         break
                 if stop:

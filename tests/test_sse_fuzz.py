@@ -142,3 +142,34 @@ def test_deep_nesting_and_broken_json_are_protocol_errors() -> None:
         s = _Stream(None, token_cap=None)
         assert s.event(payload, 0) is True
         assert s.error is not None and s.error.kind == "protocol"
+
+
+_long_value = st.builds(
+    lambda v, n: (v * (n // max(1, len(v)) + 1))[:n],
+    _value.filter(bool),
+    st.integers(min_value=480, max_value=2600),
+)
+_long_event = st.one_of(
+    _long_value.map(lambda v: b"data: " + v + b"\n\n"),
+    st.lists(_long_value, min_size=1, max_size=2).map(
+        lambda vs: b"".join(b"data: " + v + b"\n" for v in vs) + b"\n"
+    ),
+    _event,
+)
+
+
+@FUZZ
+@given(
+    st.lists(_long_event, max_size=12),
+    st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    st.lists(st.integers(min_value=0), max_size=12),
+)
+def test_long_events_parse_as_the_spec_says_however_cut(
+    events: list[bytes], newline: bytes, cuts: list[int]
+) -> None:
+    """Events of ~0.5-2.6 KB (what top-20 log-probabilities make) take the long-event path:
+    mixed with short ones, comments and fields, cut anywhere, it matches the spec."""
+    stream = b"".join(events).replace(b"\n", newline)
+    expected = reference_parse(stream)
+    assert parse_chunks(split(stream, cuts)) == expected
+    assert parse_chunks([stream]) == expected

@@ -195,27 +195,37 @@ def parse_prompt_logprobs(
 
 _LP_KEY = b'"logprobs":{'
 _NULL_LP = b'"logprobs":null'
+_LP_OPEN = len(_LP_KEY) - 1  # from the key to the value's "{"
+_LP_ENDS = (b"]}", b"null}")
 
 
-def split_logprobs(payload: bytes) -> tuple[bytes, bytes | None]:
+def split_logprobs(
+    payload: bytes, lo: int = 0, hi: int | None = None
+) -> tuple[bytes, bytes | None]:
     """(the chunk with ``"logprobs": null``, the logprobs object's raw JSON) without
     parsing it: top-20 log-probabilities make a chunk ~10x larger, and parsing them is most
     of a stream's client CPU. The value ends before ``,"finish_reason"`` (vLLM and OpenAI
     put logprobs before it) or else where the choice closes (llama.cpp puts it last).
-    Quotes inside JSON strings are escaped, so these markers cannot come from text; a
-    shape that fits neither gives the payload back whole. A wrong cut cannot pass for
+    Quotes inside JSON strings are escaped, so these markers cannot come from text; the
+    cut must also end as a logprobs object does. A shape that fits neither gives the
+    payload back whole (the client then parses all of it). A wrong cut cannot pass for
     data: the short part must still parse, and iter_dists stops at a raw part that does
-    not."""
-    i = payload.find(_LP_KEY)
-    if i < 0:
-        return payload, None
-    start = i + len(_LP_KEY) - 1
-    j = payload.find(b',"finish_reason"', start)
-    if j < 0:
-        j = payload.rfind(b"}]")
-        if j <= start:
-            return payload, None
-    return payload[:i] + _NULL_LP + payload[j:], payload[start:j]
+    not. ``lo``/``hi``: the chunk is ``payload[lo:hi]`` (the client cuts it out of the
+    network chunk that holds it without copying the event out first)."""
+    if hi is None:
+        hi = len(payload)
+    i = payload.find(_LP_KEY, lo, hi)
+    if i >= 0:
+        start = i + _LP_OPEN
+        j = payload.find(b',"finish_reason"', start, hi)
+        if j < 0:
+            j = payload.rfind(b"}]", start, hi)
+        # ... and only where the value ends as a logprobs object does ("content" last:
+        # "]}"; OpenAI's "refusal": null after it): a key between it and the marker
+        # (another order) would otherwise ride along in the raw part
+        if j > start and payload.endswith(_LP_ENDS, start, j):
+            return payload[lo:i] + _NULL_LP + payload[j:hi], payload[start:j]
+    return (payload if lo == 0 and hi == len(payload) else payload[lo:hi]), None
 
 
 def iter_dists(chunks: Iterable[Any]) -> Iterator[TokenDist]:
