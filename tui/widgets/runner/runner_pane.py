@@ -56,6 +56,7 @@ from quantlab.suites import Suite, SuiteError, catalog
 from quantlab.textsafe import safe_line
 from tui.widgets.common.annotate import open_annotation_form
 from tui.widgets.runner.compare import CompareView
+from tui.widgets.runner.runner_table import RunnerTable
 
 if TYPE_CHECKING:
     from quantlab.session import SessionStore
@@ -312,7 +313,7 @@ class RunnerPane(Vertical):
             yield ProgressBar(total=None, show_eta=False, id="runner-progress")
             yield Static("", id="runner-status")
         yield Static("", id="runner-summary")
-        table: DataTable[str] = DataTable(id="runner-table", cursor_type="row", zebra_stripes=True)
+        table = RunnerTable(id="runner-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield CompareView(id="runner-compare")
 
