@@ -364,7 +364,10 @@ class LaneClient:
         connect_timeout: float | None = None,
         total_timeout: float | None = None,
         max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport``: what every pool sends through instead of the network (a test's
+        ``httpx.MockTransport``, a recorder)."""
         limits = limits or ClientLimits()
         changes: dict[str, Any] = {}
         if read_timeout is not None:
@@ -384,6 +387,7 @@ class LaneClient:
         trust_env = not _is_loopback(urlsplit(base).hostname)
         self._base = base
         self._trust_env = trust_env
+        self._transport = transport
         # Streams are spread over several small connection pools ("shards") instead of
         # one pool of max_connections: httpcore's pool re-scans every connection (and
         # polls each idle socket) on every request start and end, quadratically in the
@@ -408,6 +412,7 @@ class LaneClient:
                 max_connections=self._per_shard, max_keepalive_connections=self._per_shard
             ),
             trust_env=self._trust_env,
+            transport=self._transport,
         )
 
     def _take_shard(self) -> int:

@@ -118,10 +118,10 @@ async def read(pieces: list[bytes], k: int | None = 5) -> LaneResult:
         headers = {"content-type": "text/event-stream"}
         return httpx.Response(200, headers=headers, stream=Pieces(pieces))
 
-    client = LaneClient(Endpoint("lane", "http://mock", model="m"))
-    await client.aclose()
-    client._http = httpx.AsyncClient(base_url="http://mock", transport=httpx.MockTransport(answer))
-    async with client:
+    transport = httpx.MockTransport(answer)
+    async with LaneClient(
+        Endpoint("lane", "http://mock", model="m"), transport=transport
+    ) as client:
         return await client.chat(HELLO, SamplingParams(max_tokens=1000, top_logprobs=k))
 
 

@@ -245,8 +245,7 @@ async def quantlab_traffic(lane: str, url: str, d: Path) -> None:
             )
             return httpx.Response(resp.status_code, headers=resp.headers, content=raw)
 
-    client = LaneClient(Endpoint(name=lane, base_url=url))
-    client._http._transport = Recording()  # the client's own AsyncClient, recorded
+    client = LaneClient(Endpoint(name=lane, base_url=url), transport=Recording())
     result: dict[str, Any] = {}
     try:
         ep = await client.discover()
