@@ -63,6 +63,15 @@ _event = st.one_of(
 )
 
 
+def _parses_as_the_spec_says(events: list[bytes], newline: bytes, cuts: list[int]) -> None:
+    """The stream these events make, with this newline, parses as the reference parser
+    says, both cut at ``cuts`` and whole."""
+    stream = b"".join(events).replace(b"\n", newline)
+    expected = reference_parse(stream)
+    assert parse_chunks(split(stream, cuts)) == expected
+    assert parse_chunks([stream]) == expected
+
+
 @FUZZ
 @given(
     st.lists(_event, max_size=25),
@@ -72,10 +81,7 @@ _event = st.one_of(
 def test_well_formed_streams_parse_as_the_spec_says_however_cut(
     events: list[bytes], newline: bytes, cuts: list[int]
 ) -> None:
-    stream = b"".join(events).replace(b"\n", newline)
-    expected = reference_parse(stream)
-    assert parse_chunks(split(stream, cuts)) == expected
-    assert parse_chunks([stream]) == expected
+    _parses_as_the_spec_says(events, newline, cuts)
 
 
 _json = st.recursive(
@@ -169,7 +175,4 @@ def test_long_events_parse_as_the_spec_says_however_cut(
 ) -> None:
     """Events of ~0.5-2.6 KB (what top-20 log-probabilities make) take the long-event path:
     mixed with short ones, comments and fields, cut anywhere, it matches the spec."""
-    stream = b"".join(events).replace(b"\n", newline)
-    expected = reference_parse(stream)
-    assert parse_chunks(split(stream, cuts)) == expected
-    assert parse_chunks([stream]) == expected
+    _parses_as_the_spec_says(events, newline, cuts)
