@@ -415,17 +415,18 @@ class LaneClient:
             transport=self._transport,
         )
 
-    def _take_shard(self) -> int:
+    def _take_shard(self) -> tuple[int, httpx.AsyncClient]:
         """The first shard with a free connection (so one stream at a time keeps reusing
         one kept-alive connection), else the least busy one; made on first use."""
         busy = self._busy
         i = next((j for j, n in enumerate(busy) if n < self._per_shard), None)
         if i is None:
             i = busy.index(min(busy))
-        if self._shards[i] is None:
-            self._shards[i] = self._new_pool()
+        http = self._shards[i]
+        if http is None:
+            http = self._shards[i] = self._new_pool()
         busy[i] += 1
-        return i
+        return i, http
 
     @property
     def name(self) -> str:
@@ -634,10 +635,8 @@ class LaneClient:
 
     async def _stream(self, content: bytes, st: _Stream, t0: int) -> int:
         """Send the request and read the stream into ``st`` on a connection shard."""
-        i = self._take_shard()
+        i, http = self._take_shard()
         try:
-            http = self._shards[i]
-            assert http is not None  # _take_shard made it
             return await self._stream_on(http, content, st, t0)
         finally:
             self._busy[i] -= 1

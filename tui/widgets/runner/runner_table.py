@@ -36,13 +36,9 @@ class RunnerTable(DataTable[Any]):
         self._cells: OrderedDict[tuple[object, ...], Any] = OrderedDict()
         super().__init__(*args, **kwargs)
 
-    def clear(self, columns: bool = False) -> RunnerTable:
-        self._cells.clear()
-        super().clear(columns=columns)
-        return self
-
     # Whenever the DataTable drops its caches for a reason other than a cell's content
-    # (theme, CSS, zebra stripes, cursor shown, header, padding...), ours goes too.
+    # (clear, theme, CSS, zebra stripes, cursor shown, header, padding...), ours goes too:
+    # those settings need no place in the key below.
     def _clear_caches(self) -> None:
         self._cells.clear()
         super()._clear_caches()
@@ -77,10 +73,7 @@ class RunnerTable(DataTable[Any]):
             cursor,
             hover,
             self._show_hover_cursor,
-            self.show_cursor,
-            self.cursor_type,
-            self.zebra_stripes,
-            self.cell_padding,
+            self.cursor_type,  # changing it clears no cache
             self._pseudo_class_state,
         )
         lines = self._cells.get(key)
