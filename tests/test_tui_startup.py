@@ -3,9 +3,11 @@ then the chat replaces it; a start that fails says why and the app stays up to b
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 
+import pytest
 from standin import Reply, StandIn
 from textual.widgets import ProgressBar, Static
 
@@ -72,3 +74,26 @@ async def test_failed_start_says_why() -> None:
 def test_progress_updates_of_one_stage_are_one_line() -> None:
     assert same_stage("downloading x (1 s)", "downloading x (2 s, 40 MB so far)")
     assert not same_stage("building BF16 reference", "building Q4_0 candidate")
+
+
+@pytest.mark.parametrize("spins", range(0, 40, 2))
+async def test_quit_while_the_lane_tabs_fill(spins: int) -> None:
+    """Quitting just after the chat appears, while the Runner and Telemetry panes mount,
+    exits cleanly: each spin count lands the exit at another step of their mount (CI once
+    caught RunnerPane.on_mount querying children that the exit had already pruned)."""
+    with StandIn(Reply()) as server:
+
+        def connect(progress: Progress) -> EndpointSetup:
+            eps = [Endpoint("bf16", server.url, role="reference"), Endpoint("q4_0", server.url)]
+            return EndpointSetup(eps, "local pair")
+
+        app = QuantlabApp(connect=connect)
+        async with app.run_test(size=(100, 30)):
+            for _ in range(400):
+                await asyncio.sleep(0)
+                if app.chat is not None:
+                    break
+            assert app.chat is not None
+            for _ in range(spins):
+                await asyncio.sleep(0)
+        assert app.return_code in (None, 0)

@@ -318,6 +318,8 @@ class RunnerPane(Vertical):
         yield CompareView(id="runner-compare")
 
     def on_mount(self) -> None:
+        if self._pruning or not self.is_attached:
+            return  # the app quit while this pane mounted: its children are gone already
         self._set_columns(self.app.size.width >= WIDE_COLUMNS)
         self.query_one("#runner-progress", ProgressBar).update(total=1, progress=0)
         if self.following:
