@@ -10,7 +10,11 @@ from __future__ import annotations
 import random
 
 from rich.cells import cell_len
+from textual._compositor import Compositor
 from textual.app import App, ComposeResult
+from textual.geometry import Region
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from tui.widgets.chat.stream_view import StreamView, clean, wrap
 
@@ -128,3 +132,85 @@ async def test_follows_the_end_unless_scrolled_up_and_after_a_resize() -> None:
         view.flush()
         await pilot.pause()
         assert view.scroll_y == view.max_scroll_y
+
+
+class Styled(App[None]):
+    """The view as it is drawn in the chat, and one with padding and a border (which its
+    own drawing path leaves to Textual)."""
+
+    CSS = """
+    #boxed { padding: 0 2; border: round red; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield StreamView(id="bare")
+        yield StreamView(id="boxed")
+
+
+def _cells(strips: list[Strip]) -> list[list[tuple[str, object]]]:
+    return [[(seg.text, seg.style) for seg in strip if seg.text] for strip in strips]
+
+
+async def test_own_drawing_equals_textuals_for_every_row_kind() -> None:
+    """The bare view skips Textual's styles cache: what it draws must be what that cache
+    would have drawn, cell for cell and style for style, focused (tinted) or not, for each
+    row kind, the scroll thumb, a partial crop, and rows past the text."""
+    app = Styled()
+    async with app.run_test(size=(50, 24)) as pilot:
+        for vid in ("bare", "boxed"):
+            view = app.query_one(f"#{vid}", StreamView)
+            view.write_block("a prompt", "user", anchor=True)
+            view.begin_answer()
+            for i in range(20):
+                view.append(f"line {i} with a few words to wrap around the view\n")
+            view.append("```\ncode()\n```\n# Heading\nthe end")
+            view.end_answer()
+            view.write_rule("rule")
+            view.write_block("a note", "note")
+        await pilot.pause()
+        bare = app.query_one("#bare", StreamView)
+        assert bare._bare_box() and not app.query_one("#boxed", StreamView)._bare_box()
+        for focused in (False, True):
+            if focused:
+                bare.focus()
+                await pilot.pause()
+            for y in (0, 5, bare.max_scroll_y):
+                bare.scroll_to(y=y, animate=False, immediate=True)
+                await pilot.pause()
+                w, h = bare.size
+                for crop in (
+                    Region(0, 0, w, h),
+                    Region(3, 2, w - 8, h - 4),
+                    Region(0, 0, w, h + 2),
+                ):
+                    ours = bare.render_lines(crop)
+                    textuals = ScrollView.render_lines(bare, crop)
+                    assert _cells(ours) == _cells(textuals), (focused, y, crop)
+        boxed = app.query_one("#boxed", StreamView)
+        lines = [strip.text for strip in boxed.render_lines(Region(0, 0, *boxed.size))]
+        assert lines[0].startswith("╭") and lines[1].startswith("│   ")  # border and padding kept
+
+
+async def test_following_the_end_does_not_rebuild_the_screen_map(monkeypatch) -> None:
+    """Scrolling to follow the text must not mark Textual's (hidden) scrollbar dirty: a
+    widget outside the visible map makes the next frame arrange the whole screen again."""
+    app = Harness()
+    async with app.run_test(size=(60, 12)) as pilot:
+        view = app.query_one(StreamView)
+        view.begin_answer()
+        await pilot.pause()
+        arranged = 0
+        original = Compositor._arrange_root
+
+        def counting(self: Compositor, *args: object, **kwargs: object) -> object:
+            nonlocal arranged
+            arranged += 1
+            return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Compositor, "_arrange_root", counting)
+        for i in range(40):
+            view.append(f"line {i}\n")
+            view.flush()
+            await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y > 20
+        assert arranged == 0

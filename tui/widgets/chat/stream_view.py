@@ -540,7 +540,11 @@ class StreamView(ScrollView, can_focus=True):
             self._wrap_width = width
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
+        # Not ScrollView's: it also moves Textual's scrollbar widget, hidden here (size 0,
+        # the thumb is drawn by render_line). A hidden widget marked dirty makes the next
+        # frame rebuild the screen's whole widget map (~4 ms, every frame while following).
+        if round(old_value) != round(new_value):
+            self.refresh(self.size.region)
         # Any scroll (the person's or ours) that ends at the bottom means "follow".
         self.following = new_value >= self.max_scroll_y - 1
         if self._self_scroll or self.on_user_scroll is None:
@@ -569,7 +573,38 @@ class StreamView(ScrollView, can_focus=True):
         # and ``rich_style`` afresh on each access: ~0.2 ms per line otherwise).
         self.paints += 1
         self._paint = (self.scroll_offset.y, self.size.width, self._thumb_span())
-        return super().render_lines(crop)
+        if not self._bare_box() or crop.bottom > self.size.height:
+            return super().render_lines(crop)
+        # The view has no border, padding, outline, tint or opacity, so Textual's styles
+        # cache would only copy each strip (~50 µs a row): with a scroll, every row of
+        # every lane, every frame. The strips come from render_line's cache as they are,
+        # with the app's line filters applied (each strip caches its filtered copy).
+        filters = self.get_line_filters()
+        background = self.background_colors[1] if filters else None
+        strips: list[Strip] = []
+        for y in crop.line_range:
+            strip = self.render_line(y)
+            for line_filter in filters:
+                strip = strip.apply_filter(line_filter, background)  # type: ignore[arg-type]
+            strips.append(strip)
+        x1, x2 = crop.column_span
+        if (x1, x2) != (0, self.size.width):
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
+
+    def _bare_box(self) -> bool:
+        """True when the styles add nothing around or over the rows (the default)."""
+        styles = self.styles
+        return (
+            not any(styles.gutter)
+            and not any(edge for edge, _ in styles.outline)
+            and styles.tint.a == 0
+            and styles.opacity == 1.0
+            and styles.text_opacity == 1.0
+            and (not styles.has_rule("hatch") or styles.hatch == "none")
+            and self._border_title is None
+            and self._border_subtitle is None
+        )
 
     def _thumb_span(self) -> tuple[int, int]:
         """Rows (start, end) of the view where the scroll thumb is drawn; empty when
