@@ -15,6 +15,7 @@ from tui_pilot import ready
 
 from quantlab.records import Endpoint, SamplingParams
 from tui.app import QuantlabApp
+from tui.widgets.chat.lane_pane import METRICS_HZ
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +64,43 @@ async def test_candidate_row_is_live_while_streaming_then_final() -> None:
             # model's KL is the same at every position, so the live mean already showed it
             assert ag["method"] == "teacher-forced" and "teacher-forced 60 tokens" in final
             assert live[-1].startswith(f"≈ live KL {ag['mean_kl']:.3f} · top-1 100 %")
+
+
+async def test_numbers_are_drawn_at_their_own_pace_not_each_flush(monkeypatch) -> None:
+    """A lane's metrics line (numbers and live row) is redrawn at most METRICS_HZ times a
+    second, all lanes in the same tick, however often the text is flushed: each redraw
+    costs about a millisecond a lane, and numbers changing 30 times a second are not read."""
+    words = [f" w{i}" for i in range(400)]
+    with (
+        StandIn(Reply(tokens=words, tokens_per_s=250), p_actual=0.7) as ref,
+        StandIn(Reply(tokens=words, tokens_per_s=250), p_actual=0.5) as cand,
+    ):
+        eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("q4", cand.url)]
+        app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=500, top_logprobs=5))
+        async with app.run_test(size=(120, 40)) as pilot:
+            chat = await ready(pilot, app)
+            drawn: dict[str, set[int]] = {"bf16": set(), "q4": set()}  # clock ticks
+            for pane in chat.panes:
+                original = pane.metrics._set
+
+                def spy(*args: object, _orig=original, _lane=pane.lane, **kw: object) -> None:
+                    if chat.busy:
+                        drawn[_lane].add(chat.clock.ticks)
+                    _orig(*args, **kw)  # type: ignore[arg-type]
+
+                monkeypatch.setattr(pane.metrics, "_set", spy)
+            ticks0 = chat.clock.ticks
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            chat.prompt_box.value = "Say the words"
+            await pilot.press("enter")
+            while chat.busy or not chat.exchanges:
+                assert loop.time() < t0 + 30, "the exchange did not end"
+                await pilot.pause(0.02)
+            seconds = loop.time() - t0
+            ticks = chat.clock.ticks - ticks0
+            bound = METRICS_HZ * seconds + 3
+            assert ticks > bound, (ticks, seconds)  # the text was flushed more often
+            for lane, at in drawn.items():
+                assert 4 <= len(at) <= bound, (lane, len(at), bound)
+            assert len(drawn["bf16"] & drawn["q4"]) >= len(drawn["q4"]) - 3  # same ticks

@@ -53,7 +53,6 @@ class LanePane(Vertical):
         self._t_first: float | None = None
         self._deltas = 0
         self._timer: Timer | None = None
-        self._metrics_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield self.header
@@ -108,14 +107,13 @@ class LanePane(Vertical):
             self.update_metrics()
 
     def tick_metrics(self) -> None:
-        """Called after the lanes' text was flushed: update the numbers in the same screen
-        refresh, at most METRICS_HZ times a second."""
-        if self.streaming and time.perf_counter() - self._metrics_at >= 1 / METRICS_HZ:
+        """Called after the lanes' text was flushed, at most METRICS_HZ times a second
+        (ChatView's cadence, one for all lanes): update the numbers in the same frame."""
+        if self.streaming:
             self.update_metrics()
 
     def update_metrics(self) -> None:
         now = time.perf_counter()
-        self._metrics_at = now
         if self._t_first is None:
             self.metrics.show_waiting(now - self._t_sent)
             return
