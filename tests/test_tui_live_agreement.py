@@ -13,6 +13,7 @@ import pytest
 from standin import Reply, StandIn
 from tui_pilot import ready
 
+from quantlab.agreement.live import LiveExchange
 from quantlab.records import Endpoint, SamplingParams
 from tui.app import QuantlabApp
 from tui.widgets.chat.lane_pane import METRICS_HZ
@@ -104,3 +105,49 @@ async def test_numbers_are_drawn_at_their_own_pace_not_each_flush(monkeypatch) -
             for lane, at in drawn.items():
                 assert 4 <= len(at) <= bound, (lane, len(at), bound)
             assert len(drawn["bf16"] & drawn["q4"]) >= len(drawn["q4"]) - 3  # same ticks
+
+
+async def test_new_text_is_drawn_before_the_live_parse(monkeypatch) -> None:
+    """The live agreement's parse (a few ms a tick at top-20) runs after the frame that
+    shows the flushed text, never inside the flush tick, so the text does not wait."""
+    words = [f" w{i}" for i in range(200)]
+    with (
+        StandIn(Reply(tokens=words, tokens_per_s=200), p_actual=0.7) as ref,
+        StandIn(Reply(tokens=words, tokens_per_s=200), p_actual=0.5) as cand,
+    ):
+        eps = [Endpoint("bf16", ref.url, role="reference"), Endpoint("q4", cand.url)]
+        app = QuantlabApp(endpoints=eps, params=SamplingParams(max_tokens=300, top_logprobs=5))
+        async with app.run_test(size=(120, 40)) as pilot:
+            chat = await ready(pilot, app)
+            views = [p.view for p in chat.panes]
+            in_tick = False
+            painted = 0  # paints when the last tick began
+            outside: list[bool] = []  # per parse: not inside a tick
+            drawn: list[bool] = []  # per parse: a paint since the last tick began
+            tick = chat.clock.tick
+
+            def spy_tick() -> None:
+                nonlocal in_tick, painted
+                in_tick, painted = True, sum(v.paints for v in views)
+                tick()
+                in_tick = False
+
+            update = LiveExchange.update
+
+            def spy_update(self: LiveExchange, limit: int | None = None) -> list[str]:
+                outside.append(not in_tick)
+                drawn.append(sum(v.paints for v in views) > painted)
+                return update(self, limit)
+
+            monkeypatch.setattr(chat.clock, "tick", spy_tick)
+            monkeypatch.setattr(LiveExchange, "update", spy_update)
+            chat.prompt_box.value = "Say the words"
+            await pilot.press("enter")
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while chat.busy or not chat.exchanges:
+                assert loop.time() < end, "the exchange did not end"
+                await pilot.pause(0.02)
+            assert len(outside) >= 5 and all(outside), outside
+            # the first and the last parse may follow a tick that painted nothing new
+            assert sum(drawn) >= len(drawn) - 2, [i for i, d in enumerate(drawn) if not d]

@@ -156,6 +156,7 @@ class ChatView(Vertical):
         self._live: LiveExchange | None = None
         self._live_changed: set[str] = set()  # lanes whose live row changed, not yet drawn
         self._numbers_at = 0.0  # when the lanes' numbers were last drawn
+        self._parse_queued = False  # a live parse waits for the next frame
         #: (exchange id, lane index, when) of the last F8: pressed again soon, the next lane.
         self._copied: tuple[str, int, float] | None = None
 
@@ -176,13 +177,15 @@ class ChatView(Vertical):
         await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
 
     def _after_flush(self) -> None:
-        """After each flush tick: parse the live agreement a little (the work stays spread
-        over the ticks), and at METRICS_HZ redraw every lane's numbers and live row in one
-        frame. Each metrics line costs ~1 ms to draw: at every tick, three lanes' lines
-        took a third of the frame, for numbers no one reads 30 times a second."""
+        """After each flush tick: parse the live agreement a little once the frame with the
+        new text is drawn (the work stays spread over the ticks, and the text does not wait
+        for it), and at METRICS_HZ redraw every lane's numbers and live row in one frame.
+        Each metrics line costs ~1 ms to draw: at every tick, three lanes' lines took a
+        third of the frame, for numbers no one reads 30 times a second."""
         live = self._live
-        if live is not None:  # parses only the chunks that came since the last tick
-            self._live_changed.update(live.update(LIVE_CHUNKS_PER_TICK))
+        if live is not None and not self._parse_queued:
+            self._parse_queued = True
+            self.call_after_refresh(self._parse_live)
         now = time.perf_counter()
         if now - self._numbers_at < 1 / METRICS_HZ:
             return
@@ -193,6 +196,14 @@ class ChatView(Vertical):
             for lane in self._live_changed:
                 self.pane(lane).metrics.set_live_agreement(live.line(lane))
         self._live_changed.clear()
+
+    def _parse_live(self) -> None:
+        """Parse the chunks that came since the last tick (at most LIVE_CHUNKS_PER_TICK a
+        lane); the rows they change are drawn at the next METRICS_HZ tick."""
+        self._parse_queued = False
+        live = self._live
+        if live is not None:
+            self._live_changed.update(live.update(LIVE_CHUNKS_PER_TICK))
 
     def pane(self, lane: str) -> LanePane:
         return next(p for p in self.panes if p.lane == lane)
