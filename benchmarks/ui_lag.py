@@ -22,7 +22,9 @@ skips that step; the bytes go nowhere). Prints one JSON object:
   delay this machine's other work causes by itself;
 - ``ui_process_cpu_percent``: CPU time of this process (client, app, rendering) over the
   streaming time, in % of one core: the cost, whatever else the machine does;
-- ``load_avg_1m`` and ``cpus``: how busy this machine was, since the numbers depend on it.
+- ``load_avg_1m`` and ``cpus``: how busy this machine was, since the numbers depend on it;
+- ``server_cpu_percent``: the stand-in server's CPU over the run, in % of one core: on a
+  machine with few cores it competes with the UI for them.
 
 - ``last_delta_s`` / ``lag_max_at_s``: when the last delta arrived and when the worst lag
   came (after the last delta: the exchange's judging and scoring held the loop).
@@ -50,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 from spawn import spawn_url  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
@@ -236,7 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     proc, url = start_standin(tokens, a.rate)
     try:
         load_before = os.getloadavg()[0]
+        server = psutil.Process(proc.pid)
+        server_cpu0, t0 = sum(server.cpu_times()[:2]), time.perf_counter()
         out = asyncio.run(measure(url, tokens, (cols, rows), a.lanes, a.top_logprobs or None))
+        # The stand-in's own CPU over the same time: on a small machine it competes with
+        # the UI for the cores (a real server's work is on its GPU and its own cores).
+        server_cpu = sum(server.cpu_times()[:2]) - server_cpu0
+        out["server_cpu_percent"] = round(100 * server_cpu / (time.perf_counter() - t0), 1)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
