@@ -373,3 +373,29 @@ def test_gpm_values_that_are_not_numbers_are_left_out() -> None:
         assert s.snapshot().gpus[0].gpm == {"sm_active": 0.0}
     finally:
         nv.set_nvml(None)
+
+
+def test_host_sampler_samples_in_its_own_thread() -> None:
+    """Started, the host sampler reads /proc in a thread and ``latest`` only returns what
+    it read (no I/O on the caller's event loop); stopped, the thread is gone."""
+    import threading
+    import time
+
+    from quantlab.telemetry.host import HostSampler
+
+    host = HostSampler()
+    assert host.latest().cores >= 1  # not started: a fresh sample
+    host.start(0.01)
+    try:
+        first = host.latest()
+        assert any(t.name == "quantlab-host" for t in threading.enumerate())
+        deadline = time.monotonic() + 5
+        while host.latest() is first:
+            assert time.monotonic() < deadline, "no new sample from the thread"
+            time.sleep(0.01)
+        got = host.latest()
+        assert got.ram_total_gib > 0 and 0 <= got.cpu_pct <= 100
+        assert host.latest() is host.latest()  # a read, not a new sample
+    finally:
+        host.stop()
+    assert not any(t.name == "quantlab-host" for t in threading.enumerate())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
@@ -360,8 +361,10 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     @property
     def chat(self) -> ChatView | None:
-        found = self.query(ChatView)
-        return found.first() if found else None
+        try:  # by id, cached by Textual (see active_tab)
+            return self.query_one("#chat", ChatView)
+        except NoMatches:
+            return None
 
     @on(ChatView.Changed)
     def _chat_changed(self, event: ChatView.Changed) -> None:
@@ -372,8 +375,14 @@ class QuantlabApp(ScreenshotMixin, App[int]):
 
     @property
     def active_tab(self) -> str:
-        found = self.query(TabbedContent)
-        return (found.first().active or "tab-chat") if found else "tab-chat"
+        # By id: Textual caches an id lookup until the DOM changes, while a query walks
+        # every widget. check_action asks this for each binding the footer shows, and
+        # the footer asks check_action on every binding refresh (90 ms at the end of a
+        # long answer, with the Runner and Telemetry panes in the DOM).
+        try:
+            return self.query_one("#tabs", TabbedContent).active or "tab-chat"
+        except NoMatches:
+            return "tab-chat"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide keys that do nothing now (Stop only while streaming; chat keys need lanes
@@ -381,7 +390,13 @@ class QuantlabApp(ScreenshotMixin, App[int]):
         chat = self.chat
         if action == "show_tab":
             tab = str(parameters[0]) if parameters else ""
-            return bool(self.query(f"#{tab}")) and tab != self.active_tab
+            if not tab or tab == self.active_tab:
+                return False
+            try:
+                self.query_one(f"#{tab}", TabPane)
+            except NoMatches:
+                return False
+            return True
         if action == "stop":
             return bool(chat and chat.busy)
         if action in CHAT_ACTIONS and (self.active_tab != "tab-chat" or len(self.screen_stack) > 1):

@@ -21,6 +21,7 @@ from quantlab.agreement.logprobs import LazyDists, TokenDist
 from quantlab.backends import for_endpoint
 from quantlab.client import LaneClient
 from quantlab.records import Exchange
+from quantlab.release import discard
 
 
 def reference_lane(clients: Sequence[LaneClient]) -> str | None:
@@ -59,6 +60,7 @@ async def score_exchange(
             return (got, True) if got is not None else (LazyDists(chunks or []), False)
 
         ref_dists, ref_live = dists(ref_name, ref.logprobs)
+        parsed = [ref_dists]  # freed in the background once every comparison is done
         tf = await _teacher_all(by_name, exchange, ref_name, k)
         for lane, r in results.items():
             if lane == ref_name:
@@ -68,6 +70,7 @@ async def score_exchange(
                 r.agreement = got.to_dict()
                 continue
             cand, cand_live = dists(lane, r.logprobs)
+            parsed.append(cand)
             so_far = None  # the live comparison, when it ran on these very positions
             if live is not None and ref_live and cand_live:
                 so_far = live.so_far(lane, reference=ref_name, k=k)
@@ -82,6 +85,18 @@ async def score_exchange(
                 notes.append("a lane failed: compared up to where it stopped")
             ag.note = "; ".join(notes) or None
             r.agreement = ag.to_dict()
+        # Not in `finally`: after a cancellation a comparison thread may still read them.
+        for d in parsed:
+            d.free()
+        # The raw chunks too (a live tracker's are its owner's to free: LiveExchange.free)
+        owned = {id(f.chunks) for f in live.feeds.values()} if live is not None else set()
+        discard(
+            *(
+                r.logprobs.chunks
+                for r in results.values()
+                if r.logprobs is not None and id(r.logprobs.chunks) not in owned
+            )
+        )
     except Exception as exc:  # a bug here must not lose the answers themselves
         exchange.meta["agreement_error"] = repr(exc)
     finally:
@@ -127,6 +142,7 @@ async def _teacher_all(
             out[lane] = f"teacher forcing failed: {exc}"
             return
         ag = await asyncio.to_thread(teacher_forced, ref_scored, scored, reference=ref_name, k=k)
+        discard(scored)  # millions of objects for a long answer: freed off the event loop
         if answer_len > teacher.MAX_POSITIONS:
             ag.note = (
                 f"teacher-forced over the first {teacher.MAX_POSITIONS:,} of {answer_len:,} tokens"
@@ -134,4 +150,5 @@ async def _teacher_all(
         out[lane] = ag
 
     await asyncio.gather(*(one(n) for n in lanes))
+    discard(ref_scored)
     return out

@@ -22,6 +22,7 @@ from typing import Any
 
 from quantlab.agreement.compare import SHARED_PREFIX, Agreement, extend_shared
 from quantlab.agreement.logprobs import LazyDists, TokenDist, chunk_dists
+from quantlab.release import discard
 
 
 class LiveAgreement:
@@ -153,6 +154,13 @@ class LiveExchange:
             if self.trackers[lane].extend(ref.dists, feed.dists):
                 changed.append(lane)
         return changed
+
+    def free(self) -> None:
+        """The exchange and its scoring are over: let the parsed positions go in the
+        background (quantlab.release). Not while a scoring thread may still read them."""
+        self.frozen = True
+        for feed in self.feeds.values():
+            discard(feed.dists, feed.chunks)  # the raw chunks: ~40 ms for 120,000 of them
 
     def line(self, lane: str) -> str | None:
         tracker = self.trackers.get(lane)

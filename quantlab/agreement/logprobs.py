@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from quantlab.release import discard
+
 Key = Hashable
 
 
@@ -313,6 +315,13 @@ class LazyDists(Sequence[TokenDist]):
     def __len__(self) -> int:
         self._fill(None)
         return len(self._seen)
+
+    def free(self) -> None:
+        """Done with these positions: let them go in the background
+        (quantlab.release); the object is empty afterwards. Only once nothing else reads
+        them (no scoring thread still running)."""
+        self._done = True
+        discard(self._seen)
 
     def __getitem__(self, i: Any) -> Any:
         self._fill(None if isinstance(i, slice) or i < 0 else i + 1)

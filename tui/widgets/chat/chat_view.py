@@ -351,10 +351,12 @@ class ChatView(Vertical):
                 live=self._live,
             )
         except ExchangeStopped as stopped:
-            self._end_live()
+            self._end_live()  # dropped as is: a stopped scoring's thread may still read it
             saved = self.store is not None and len(self.save_errors) == errors_before
             self._keep_stopped(stopped.exchange, saved=saved)
             raise
+        if self._live is not None:
+            self._live.free()  # scored: its positions go off the event loop (90 ms here)
         self._end_live()
         for pane in self.panes:
             result = exchange.results.get(pane.lane)

@@ -137,6 +137,7 @@ class TelemetryPane(VerticalScroll):
     def on_mount(self) -> None:
         if self._own_sampler:
             self.sampler.start()
+        self.host.start(1 / self.hz)
         self.set_interval(1 / self.hz, self.refresh_view)
         if self.scraper is not None:
             self._scrape()
@@ -149,6 +150,7 @@ class TelemetryPane(VerticalScroll):
         self.workers.cancel_group(self, "dcgm")
         if self._own_sampler:
             self.sampler.stop()
+        self.host.stop()
         for client in (self.scraper, self.dcgm):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -255,7 +257,7 @@ class TelemetryPane(VerticalScroll):
         self._show("tele-procs", Group(*procs))
         if servers:
             self._show("tele-servers", Group(*servers))
-        host = self.host.sample()
+        host = self.host.latest()
         self._show("tele-host", host_line(host, width))
         self._show("tele-note", note)
         batch = self.trace.offer(lambda: trace_point(snap, self.stats, host, lanes_of))
