@@ -174,6 +174,9 @@ class ChatView(Vertical):
         self.prompt_box.focus()
 
     async def on_unmount(self) -> None:
+        # Workers first: a discovery or an exchange still running would send on a closed
+        # client (an app quit while the lanes were being discovered raised from a worker).
+        self.workers.cancel_node(self)
         await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
 
     def _after_flush(self) -> None:
